@@ -1,0 +1,194 @@
+"""``bilp-apply``: apply an adapter's patch series to its upstream checkout, all or nothing.
+
+The series is first applied to a temporary index built from the pinned commit, which yields the patched tree
+without touching the checkout; only when every patch applies is the checkout moved from the pinned tree to the
+patched tree in one ``git read-tree -m -u``. The checkout's state is read from its content, never from a marker:
+``pristine`` (the pinned commit's files), ``patched`` (the patched tree's files) or ``dirty`` (anything else).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from datetime import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from bilp_plugin.errors import BiLPError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+RECORD = "bilp-applied.json"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``adapters/<name>/manifest.toml``: where the upstream lives, its pinned commit and its patch series."""
+
+    name: str
+    upstream: str
+    path: str
+    commit: str
+    patches: tuple[str, ...]
+    scripts: tuple[str, ...]
+    root: Path
+
+    @classmethod
+    def load(cls, adapter_dir: str | Path) -> Manifest:
+        adapter_dir = Path(adapter_dir).resolve()
+        file = adapter_dir / "manifest.toml"
+        if not file.is_file():
+            raise BiLPError(f"{adapter_dir} has no manifest.toml: pass an adapter folder such as adapters/dc")
+        data = tomllib.loads(file.read_text())
+        try:
+            return cls(name=data["name"], upstream=data["upstream"], path=data["path"], commit=data["commit"],
+                       patches=tuple(data["patches"]), scripts=tuple(data.get("scripts", ())),
+                       root=adapter_dir.parent.parent)
+        except KeyError as err:
+            raise BiLPError(f"{file} lacks the key {err}") from None
+
+    @property
+    def patch_files(self) -> list[Path]:
+        return [self.root / "patches" / self.name / p for p in self.patches]
+
+    @property
+    def checkout(self) -> Path:
+        return self.root / self.path
+
+
+def _repo(manifest: Manifest, upstream: str | Path | None) -> git.Repo:
+    path = Path(upstream) if upstream else manifest.checkout
+    fix = (f"git clone {manifest.upstream} {path}" if upstream
+           else f"git submodule update --init {manifest.path}")
+    if not (path / ".git").exists():
+        raise BiLPError(f"{path} is not an initialised checkout of {manifest.upstream}: run `{fix}`")
+    try:
+        return git.Repo(path)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise BiLPError(f"{path} is not a git checkout: run `{fix}`") from None
+
+
+def _check_commit(repo: git.Repo, manifest: Manifest) -> None:
+    head = repo.head.commit.hexsha
+    if head != manifest.commit:
+        raise BiLPError(f"{repo.working_dir} is at {head[:12]}, not the pinned commit {manifest.commit[:12]}: "
+                        f"run `git -C {repo.working_dir} checkout {manifest.commit}`")
+
+
+def patched_tree(repo: git.Repo, manifest: Manifest) -> str:
+    """The tree id of the pinned commit with the whole series applied, built in a temporary index."""
+    for patch in manifest.patch_files:
+        if not patch.is_file():
+            raise BiLPError(f"patch {patch} listed in {manifest.name}'s manifest does not exist")
+    fd, index = tempfile.mkstemp(prefix="bilp-index-")
+    os.close(fd)
+    os.unlink(index)
+    env = {"GIT_INDEX_FILE": index}
+    try:
+        repo.git.read_tree(manifest.commit, env=env)
+        for patch in manifest.patch_files:
+            try:
+                repo.git.apply("--cached", "--whitespace=nowarn", str(patch), env=env)
+            except git.GitCommandError as err:
+                raise BiLPError(f"{patch.name} does not apply to {manifest.commit[:12]} in "
+                                f"{repo.working_dir}:\n{err.stderr.strip()}\nnothing was changed") from None
+        return str(repo.git.write_tree(env=env))
+    finally:
+        if os.path.exists(index):
+            os.unlink(index)
+
+
+def _same_as(repo: git.Repo, tree: str) -> bool:
+    """Whether the working tree's tracked files equal ``tree`` byte for byte."""
+    repo.git.update_index("-q", "--refresh", with_exceptions=False)
+    return repo.git.diff(tree, "--quiet", with_exceptions=False, with_extended_output=True)[0] == 0
+
+
+def state(repo: git.Repo, manifest: Manifest, tree: str) -> str:
+    """``pristine``, ``patched`` or ``dirty`` (see the module docstring)."""
+    staged = repo.git.diff("--cached", "--quiet", with_exceptions=False, with_extended_output=True)[0] != 0
+    if not staged and _same_as(repo, "HEAD"):
+        return "pristine"
+    return "patched" if _same_as(repo, tree) else "dirty"
+
+
+def _dirty(repo: git.Repo) -> BiLPError:
+    return BiLPError(f"{repo.working_dir} has local changes (neither the pinned files nor the patched ones): "
+                     f"keep them with `git -C {repo.working_dir} stash`, or drop them with "
+                     f"`git -C {repo.working_dir} reset --hard`, then run bilp-apply again")
+
+
+def apply(manifest: Manifest, upstream: str | Path | None = None, check: bool = False) -> str:
+    """Apply the series (or, with ``check``, only prove that it applies). Returns a one-line message."""
+    repo = _repo(manifest, upstream)
+    _check_commit(repo, manifest)
+    tree = patched_tree(repo, manifest)
+    current = state(repo, manifest, tree)
+    if current == "patched":
+        return f"{manifest.name}: already applied to {repo.working_dir}; nothing changed"
+    if current == "dirty":
+        raise _dirty(repo)
+    if check:
+        return f"{manifest.name}: {len(manifest.patches)} patch(es) apply cleanly to {repo.working_dir}"
+    repo.git.read_tree("-m", "-u", "HEAD", tree)
+    _write_record(repo, manifest, tree)
+    return f"{manifest.name}: applied {len(manifest.patches)} patch(es) to {repo.working_dir}"
+
+
+def revert(manifest: Manifest, upstream: str | Path | None = None) -> str:
+    """Return the checkout to the pinned commit's files, byte for byte."""
+    repo = _repo(manifest, upstream)
+    _check_commit(repo, manifest)
+    tree = patched_tree(repo, manifest)
+    current = state(repo, manifest, tree)
+    if current == "pristine":
+        return f"{manifest.name}: {repo.working_dir} is not patched; nothing changed"
+    if current == "dirty":
+        raise _dirty(repo)
+    repo.git.read_tree("--reset", "-u", "HEAD")
+    record = Path(repo.git_dir) / RECORD
+    if record.exists():
+        record.unlink()
+    return f"{manifest.name}: reverted {repo.working_dir} to {manifest.commit[:12]}"
+
+
+def _write_record(repo: git.Repo, manifest: Manifest, tree: str) -> None:
+    """What was applied, kept in the checkout's git folder (outside its working tree)."""
+    patches = [{"file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+               for p in manifest.patch_files]
+    (Path(repo.git_dir) / RECORD).write_text(json.dumps(
+        {"adapter": manifest.name, "commit": manifest.commit, "tree": tree, "patches": patches,
+         "applied": datetime.now().astimezone().isoformat(timespec="seconds")}, indent=1))
+
+
+def status_row(manifest: Manifest, upstream: str | Path | None = None) -> dict[str, str]:
+    """One row of ``bilp-apply --status``."""
+    row = {"adapter": manifest.name, "path": str(upstream or manifest.path), "commit": "-", "pinned": "-",
+           "patched": "-", "clean": "-"}
+    try:
+        repo = _repo(manifest, upstream)
+    except BiLPError:
+        row["commit"] = "not initialised"
+        return row
+    head = repo.head.commit.hexsha
+    row.update(commit=head[:12], pinned="yes" if head == manifest.commit else "no")
+    if head != manifest.commit:
+        return row
+    try:
+        current = state(repo, manifest, patched_tree(repo, manifest))
+    except BiLPError:
+        current = "dirty"
+    row.update(patched="yes" if current == "patched" else "no", clean="no" if current == "dirty" else "yes")
+    return row
+
+
+def manifests(adapters_dir: Path) -> list[Manifest]:
+    return [Manifest.load(d) for d in sorted(adapters_dir.iterdir()) if (d / "manifest.toml").is_file()]

@@ -1,0 +1,165 @@
+"""Run configuration: :class:`BiLPConfig` (what a ``--bilp`` run does), :class:`ScoringConfig` (how level-1
+scores are made), and the ``--bilp-*`` flags a patched upstream adds to its own parser."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from bilp_plugin.errors import BiLPError
+
+Criterion = Literal["loss", "random", "stratum"]
+Side = Literal["both", "small", "large"]
+IteMethod = Literal["exact", "taylor", "taylor-sum"]
+Stats = Literal["global", "class"]
+CRITERIA: tuple[str, ...] = ("loss", "random", "stratum")
+SIDES: tuple[str, ...] = ("both", "small", "large")
+ITE_METHODS: tuple[str, ...] = ("exact", "taylor", "taylor-sum")
+STATS: tuple[str, ...] = ("global", "class")
+STRATA = 10
+
+
+def check_ratio(name: str, value: float) -> float:
+    """A pruning ratio must lie in [0, 1): 1 would empty every class."""
+    if not 0.0 <= value < 1.0:
+        raise BiLPError(f"{name} must be in [0, 1), got {value}")
+    return value
+
+
+def check_stratum(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= STRATA:
+        raise BiLPError(f"stratum must be in 1..{STRATA} (S1 = largest loss), got {value}")
+    return value
+
+
+@dataclass
+class ScoringConfig:
+    """How level-1 scores are obtained: an imported score file, or empirical-loss training (METHOD.md)."""
+
+    scores_path: str | None = None
+    model_width: int = 128
+    model_depth: int = 3
+    epochs: int = 10
+    trials: int = 1
+    batch_size: int = 256
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    mode: Literal["mean", "final"] = "mean"
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BiLPConfig:
+    """Everything a ``--bilp`` run decides. Level 1 is off at ``alpha = 0`` (with criterion ``loss``), level 2 at
+    ``beta = 0``; with both off the run is bit-for-bit the baseline."""
+
+    alpha: float = 0.0
+    criterion: Criterion = "loss"
+    stratum: int | None = None
+    scores: str | None = None
+    score_epochs: int = 10
+    beta: float = 0.0
+    side: Side = "both"
+    eta: float = 0.1
+    interval: int = 10
+    stats: Stats = "global"
+    ite: IteMethod = "exact"
+    min_keep: int = 1
+    seed: int = 0
+    out: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_ratio("--bilp-alpha", self.alpha)
+        check_ratio("--bilp-beta", self.beta)
+        check_stratum(self.stratum)
+        if self.criterion not in CRITERIA:
+            raise BiLPError(f"--bilp-criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
+        if (self.criterion == "stratum") != (self.stratum is not None):
+            raise BiLPError("--bilp-criterion stratum needs --bilp-stratum K (1..10), and --bilp-stratum needs it")
+        if self.side not in SIDES:
+            raise BiLPError(f"--bilp-side must be one of {', '.join(SIDES)}, got {self.side!r}")
+        if self.ite not in ITE_METHODS:
+            raise BiLPError(f"--bilp-ite must be one of {', '.join(ITE_METHODS)}, got {self.ite!r}")
+        if self.stats not in STATS:
+            raise BiLPError(f"--bilp-stats must be one of {', '.join(STATS)}, got {self.stats!r}")
+        if not 0.0 < self.eta <= 1.0:
+            raise BiLPError(f"--bilp-eta must be in (0, 1], got {self.eta}")
+        if self.interval < 1:
+            raise BiLPError(f"--bilp-interval must be >= 1, got {self.interval}")
+        if self.min_keep < 1:
+            raise BiLPError(f"--bilp-min-keep must be >= 1, got {self.min_keep}")
+        if self.score_epochs < 1:
+            raise BiLPError(f"--bilp-score-epochs must be >= 1, got {self.score_epochs}")
+
+    @property
+    def level1(self) -> bool:
+        return self.alpha > 0 or self.criterion == "stratum"
+
+    @property
+    def level2(self) -> bool:
+        return self.beta > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _typed(convert: Any, check: Any = None) -> Any:
+    """An argparse type that turns a BiLPError into argparse's own 'invalid value' message (exit status 2)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+            return check(value) if check else value
+        except (ValueError, BiLPError) as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse
+
+
+FLAG_FIELDS: tuple[str, ...] = ("alpha", "criterion", "stratum", "scores", "score_epochs", "beta", "side", "eta",
+                               "interval", "stats", "ite", "min_keep", "seed", "out")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--bilp`` and its ``--bilp-*`` flags to an upstream's parser. All values are plain JSON types."""
+    d = BiLPConfig()
+    g = parser.add_argument_group("BiLP (bi-level data pruning)")
+    g.add_argument("--bilp", action="store_true", help="enable BiLP; without it nothing changes")
+    g.add_argument("--bilp-alpha", type=_typed(float, lambda v: check_ratio("--bilp-alpha", v)), default=d.alpha,
+                   help="level 1: share of each class pruned before distillation, largest loss first [0, 1)")
+    g.add_argument("--bilp-criterion", choices=CRITERIA, default=d.criterion,
+                   help="level 1: loss (keep lowest loss per class), random (same counts), stratum (one decile)")
+    g.add_argument("--bilp-stratum", type=_typed(int, check_stratum), default=None,
+                   help="with --bilp-criterion stratum: keep decile K of the loss order (S1 = largest loss)")
+    g.add_argument("--bilp-scores", type=str, default=None,
+                   help="score file (.npz from `bilp score`, or the authors' JSON list); default: score on the fly")
+    g.add_argument("--bilp-score-epochs", type=int, default=d.score_epochs,
+                   help="epochs of empirical-loss training when scoring on the fly")
+    g.add_argument("--bilp-beta", type=_typed(float, lambda v: check_ratio("--bilp-beta", v)), default=d.beta,
+                   help="level 2: share of each real batch pruned by ITE during distillation [0, 1); 0 = off")
+    g.add_argument("--bilp-side", choices=SIDES, default=d.side,
+                   help="level 2: prune both tails of the ITE distribution, or only small / only large")
+    g.add_argument("--bilp-eta", type=float, default=d.eta, help="level 2: momentum of the running ITE statistics")
+    g.add_argument("--bilp-interval", type=int, default=d.interval,
+                   help="level 2: re-select every k draws of a class, reuse the kept batch in between")
+    g.add_argument("--bilp-stats", choices=STATS, default=d.stats,
+                   help="level 2: one running ITE statistic for all classes, or one per class")
+    g.add_argument("--bilp-ite", choices=ITE_METHODS, default=d.ite,
+                   help="level 2: exact (factored) ITE, or the paper's Taylor approximation (mean or sum form)")
+    g.add_argument("--bilp-min-keep", type=int, default=d.min_keep, help="level 2: never keep fewer rows")
+    g.add_argument("--bilp-seed", type=int, default=d.seed, help="seed of BiLP's own generators")
+    g.add_argument("--bilp-out", type=str, default=None, help="run-record folder (default: bilp_runs/<time>)")
+
+
+def from_args(args: argparse.Namespace | Any) -> BiLPConfig:
+    """The :class:`BiLPConfig` of a parsed upstream namespace (``args.bilp_*``)."""
+    return BiLPConfig(**{name: getattr(args, f"bilp_{name}") for name in FLAG_FIELDS})

@@ -1,0 +1,196 @@
+"""Real training sets as normalised tensors, in the sample order the upstreams use (torchvision's).
+
+Every loader returns a :class:`RealSet`: float32 images ``N x C x H x W``, scaled to [0, 1] and normalised per
+channel with the mean/std DatasetCondensation's ``utils.get_dataset`` uses (bit-for-bit what its
+``ToTensor() + Normalize(mean, std)`` transform gives), and int64 labels. Score files rely on the order.
+
+* ``digits``: scikit-learn's ``load_digits`` (1 x 8 x 8, pixel values / 16; no files needed; scikit-learn is an
+  optional dependency). It has no official split, so ours is fixed: train = samples 0..1499, test = 1500..1796,
+  in scikit-learn's order; mean/std (0.3051, 0.3750) are those of the train split.
+* ``mnist``, ``fashion-mnist``: torchvision layouts ``<root>/MNIST/raw``, ``<root>/FashionMNIST/raw`` (the four
+  uncompressed idx files), read through torchvision's ``.data``/``.targets``.
+* ``cifar10``: ``<root>/cifar-10-batches-py``, read from the pickle batches directly (no md5 check, so the rebuilt
+  copy loads); the order equals ``torchvision.datasets.CIFAR10``'s.
+* ``cifar100``, ``svhn``: through torchvision with ``download=False`` (``<root>/cifar-100-python``,
+  ``<root>/{train,test}_32x32.mat``; SVHN needs scipy).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bilp_plugin.errors import BiLPError
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn")
+DIGITS_TRAIN = 1500
+LAYOUT_TOOL = "python /path/to/shared/data/tools/make_layouts.py DIR"
+
+# (mean, std, num_classes): DatasetCondensation's get_dataset values; digits is ours (train split statistics).
+_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...], int]] = {
+    "digits": ((0.3051,), (0.3750,), 10),
+    "mnist": ((0.1307,), (0.3081,), 10),
+    "fashion-mnist": ((0.2861,), (0.3530,), 10),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), 10),
+    "cifar100": ((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762), 100),
+    "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), 10),
+}
+
+
+@dataclass
+class RealSet:
+    """A real image set: normalised float32 images ``N x C x H x W`` and int64 labels, in torchvision order."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def channel(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def im_size(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+    def subset(self, indices: Any) -> RealSet:
+        """The samples at ``indices`` (in that order), same name, classes and normalisation."""
+        index = torch.as_tensor(indices, dtype=torch.int64)
+        return RealSet(self.name, self.images[index], self.labels[index], self.num_classes, self.mean, self.std)
+
+
+def canonical_name(name: str) -> str:
+    """``"CIFAR10"``, ``"FashionMNIST"``, ``"fashion_mnist"`` -> the name in :data:`DATASETS`."""
+    compact = {n.replace("-", ""): n for n in DATASETS}
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in compact:
+        raise BiLPError(f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}")
+    return compact[key]
+
+
+def data_root(root: str | None) -> Path:
+    """The data folder: ``root``, else ``$BILP_DATA``; it must exist."""
+    root = root or os.environ.get("BILP_DATA")
+    if not root:
+        raise BiLPError("no data root: pass --data-root DIR or `export BILP_DATA=DIR`; "
+                        f"`{LAYOUT_TOOL}` writes the MNIST and CIFAR-10 layouts there")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise BiLPError(f"data root {path} is not a folder: pass an existing --data-root DIR (or BILP_DATA); "
+                        f"`{LAYOUT_TOOL}` writes the MNIST and CIFAR-10 layouts")
+    return path
+
+
+def load_dataset(name: str, root: str | None = None, train: bool = True) -> RealSet:
+    """Load the train (or test) split of ``name`` as a normalised :class:`RealSet` in torchvision order."""
+    name = canonical_name(name)
+    loader = _LOADERS[name]
+    images, labels = loader(train) if name == "digits" else loader(data_root(root), train)
+    mean, std, num_classes = _STATS[name]
+    images.sub_(torch.tensor(mean).view(-1, 1, 1)).div_(torch.tensor(std).view(-1, 1, 1))
+    return RealSet(name, images, torch.as_tensor(labels, dtype=torch.int64), num_classes, mean, std)
+
+
+def _unit(pixels: Any) -> torch.Tensor:
+    """uint8 ``N x C x H x W`` -> float32 in [0, 1], as torchvision's ``ToTensor`` computes it."""
+    return torch.as_tensor(np.ascontiguousarray(pixels)).to(torch.float32).div_(255)
+
+
+def _require(folder: Path, files: list[str], fix: str) -> None:
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise BiLPError(f"{folder} lacks {', '.join(missing)}: {fix}")
+
+
+def _digits(train: bool) -> tuple[torch.Tensor, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise BiLPError("dataset 'digits' needs scikit-learn: `pip install scikit-learn`") from None
+    digits = load_digits()
+    part = slice(0, DIGITS_TRAIN) if train else slice(DIGITS_TRAIN, None)
+    images = torch.from_numpy(digits.images[part].astype(np.float32) / 16).unsqueeze(1)
+    return images, digits.target[part]
+
+
+def _mnist_like(folder: str, fix: str) -> Callable[[Path, bool], tuple[torch.Tensor, Any]]:
+    def load(root: Path, train: bool) -> tuple[torch.Tensor, Any]:
+        from torchvision import datasets
+
+        prefix = "train" if train else "t10k"
+        _require(root / folder / "raw", [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"],
+                 fix.format(root=root))
+        cls = datasets.MNIST if folder == "MNIST" else datasets.FashionMNIST
+        data = cls(str(root), train=train, download=False)
+        return _unit(data.data.unsqueeze(1)), data.targets
+
+    return load
+
+
+def _cifar10(root: Path, train: bool) -> tuple[torch.Tensor, np.ndarray]:
+    folder = root / "cifar-10-batches-py"
+    files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    _require(folder, files, f"run `{LAYOUT_TOOL}` with DIR={root}, or extract cifar-10-python.tar.gz into {root}")
+    pixels, labels = [], []
+    for file in files:
+        with open(folder / file, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")
+        pixels.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(batch["labels"])
+    return _unit(np.concatenate(pixels)), np.asarray(labels, dtype=np.int64)
+
+
+def _cifar100(root: Path, train: bool) -> tuple[torch.Tensor, Any]:
+    from torchvision import datasets
+
+    _require(root / "cifar-100-python", ["train" if train else "test", "meta"],
+             f"extract cifar-100-python.tar.gz into {root}")
+    data = _torchvision(lambda: datasets.CIFAR100(str(root), train=train, download=False), root)
+    return _unit(data.data.transpose(0, 3, 1, 2)), data.targets
+
+
+def _svhn(root: Path, train: bool) -> tuple[torch.Tensor, Any]:
+    from torchvision import datasets
+
+    split = "train" if train else "test"
+    _require(root, [f"{split}_32x32.mat"], f"put {split}_32x32.mat (ufldl.stanford.edu/housenumbers) into {root}")
+    data = _torchvision(lambda: datasets.SVHN(str(root), split=split, download=False), root)
+    return _unit(data.data), data.labels
+
+
+def _torchvision(make: Callable[[], Any], root: Path) -> Any:
+    """Build a torchvision dataset, turning its errors (md5 mismatch, scipy missing) into a BiLPError."""
+    try:
+        return make()
+    except RuntimeError as err:
+        raise BiLPError(f"torchvision refused the files under {root} ({err}): they fail its md5 check; "
+                        "replace them with the official archive's files") from None
+    except ImportError as err:
+        package = (err.name or "scipy").split(".")[0]
+        raise BiLPError(f"reading the files under {root} needs {package}: `pip install {package}`") from None
+
+
+_MNIST_FIX = "run `" + LAYOUT_TOOL + "` with DIR={root}, or gunzip the MNIST idx files into {root}/MNIST/raw/"
+_FASHION_FIX = ("gunzip the Fashion-MNIST idx files (`apt-get install dataset-fashion-mnist` puts them in "
+                "/usr/share/datasets/fashion-mnist) into {root}/FashionMNIST/raw/")
+_LOADERS: dict[str, Callable[..., tuple[torch.Tensor, Any]]] = {
+    "digits": _digits,
+    "mnist": _mnist_like("MNIST", _MNIST_FIX),
+    "fashion-mnist": _mnist_like("FashionMNIST", _FASHION_FIX),
+    "cifar10": _cifar10,
+    "cifar100": _cifar100,
+    "svhn": _svhn,
+}

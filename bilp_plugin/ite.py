@@ -1,0 +1,280 @@
+"""Causal effect (ITE) of each real sample on the meta gradient of the synthetic data (METHOD.md, level 2).
+
+Every upstream's meta loss factors as ``L(h(S), G)``: ``S`` the synthetic data, ``h`` a differentiable synthetic
+statistic (the synthetic gradient for gradient matching, the mean synthetic embedding for distribution matching),
+``G`` the mean over the real batch of per-sample statistics ``g(x)``. For a real sample ``x``::
+
+    ITE(x) = dL(h(S), G)/dS - dL(h(S), G_-x)/dS          (Eq. 6, G_-x = the aggregate without x)
+
+Three ways to get all ``B`` of them:
+
+* :func:`ite_exact`: the factored exact form ``J_h^T [dL/dh(h, G) - dL/dh(h, G_-x)]``: ``B`` cheap cotangents,
+  then one batched vector-Jacobian product through ``h``. No approximation; the default.
+* :func:`ite_taylor`: Eq. 7, ``d/dS [(dL/dG)^T (G - G_-x)]`` with ``G`` a leaf: one batched vector-Jacobian product
+  of ``v = dL/dG``. ``sum_form=True`` uses the paper's literal ``g(x)`` in place of ``G - G_-x``.
+* :func:`ite_naive`: the definition, one meta gradient per left-out sample. The test reference only.
+
+Adapters supply the pieces (per-sample statistics, ``h``, the upstream's distance); the math stays here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+from bilp_plugin.errors import BiLPError
+
+log = logging.getLogger(__name__)
+
+Stats = tuple[torch.Tensor, ...]
+"""One tensor per layer (or a single tensor); per-sample statistics carry a leading batch dimension."""
+
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Distance:
+    """A meta loss ``L(h, G)`` as a function of the synthetic and the real statistic, vmap-friendly.
+
+    ``taylor_vanishes`` marks losses whose second derivative is zero almost everywhere (``l1``): their Taylor
+    ITE is identically zero.
+    """
+
+    name: str
+    fn: Callable[[Stats, Stats], torch.Tensor]
+    taylor_vanishes: bool = False
+
+    def __call__(self, h: Stats, g: Stats) -> torch.Tensor:
+        return self.fn(tuple(h), tuple(g))
+
+
+# ----------------------------------------------------------------------------------------------- distances
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """DC's ``distance_wb`` layout: conv and norm weights as (out, rest), linear as is."""
+    return t.reshape(t.shape[0], -1) if t.dim() > 2 else t
+
+
+def _cos_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Sum over rows of ``1 - cos``, with the upstreams' ``+ 1e-6`` in the denominator."""
+    return torch.sum(1 - torch.sum(a * b, dim=-1) / (torch.norm(a, dim=-1) * torch.norm(b, dim=-1) + EPS))
+
+
+def _dc_ours(h: Stats, g: Stats) -> torch.Tensor:
+    terms = [_cos_rows(_rows(gr), _rows(gs)) for gs, gr in zip(h, g) if gr.dim() > 1]
+    return torch.stack(terms).sum()
+
+
+def _flat(stats: Stats) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in stats])
+
+
+def _dc_mse(h: Stats, g: Stats) -> torch.Tensor:
+    return torch.sum((_flat(h) - _flat(g)) ** 2)
+
+
+def _dc_cos(h: Stats, g: Stats) -> torch.Tensor:
+    hs, gr = _flat(h), _flat(g)
+    return 1 - torch.sum(gr * hs, dim=-1) / (torch.norm(gr, dim=-1) * torch.norm(hs, dim=-1) + EPS)
+
+
+def dc_distance(metric: str) -> Distance:
+    """DatasetCondensation's ``match_loss`` (``utils.py``): ``ours`` (per layer, sum over output rows of
+    ``1 - cos``, one-dimensional parameters ignored), ``mse`` and ``cos`` (all parameters concatenated)."""
+    table = {"ours": _dc_ours, "mse": _dc_mse, "cos": _dc_cos}
+    if metric not in table:
+        raise BiLPError(f"ITE does not support dis_metric {metric!r}: use one of {', '.join(table)}")
+    return Distance(f"dc-{metric}", table[metric])
+
+
+def _idc_pair(metric: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x - y).pow(2).sum()
+
+    def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x - y).abs().sum()
+
+    def l1_mean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x - y).abs().reshape(x.shape[0], -1).mean(-1).sum()
+
+    def cos(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _cos_rows(x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1))
+
+    table = {"mse": mse, "l1": l1, "l1_mean": l1_mean, "cos": cos}
+    if metric not in table:
+        raise BiLPError(f"ITE does not support IDC metric {metric!r}: use one of {', '.join(table)}")
+    return table[metric]
+
+
+def idc_distance(metric: str, bias: bool = False, fc: bool = False) -> Distance:
+    """IDC's gradient ``matchloss`` (``condense.py``): ``dist(g_real, g_syn)`` summed over the layers it keeps
+    (1-D parameters only with ``bias``, 2-D only with ``fc``)."""
+    pair = _idc_pair(metric)
+
+    def fn(h: Stats, g: Stats) -> torch.Tensor:
+        kept = [(gr, gs) for gs, gr in zip(h, g) if (gr.dim() != 1 or bias) and (gr.dim() != 2 or fc)]
+        return torch.stack([pair(gr, gs) for gr, gs in kept]).sum()
+
+    return Distance(f"idc-{metric}", fn, taylor_vanishes=metric in ("l1", "l1_mean"))
+
+
+def _mean_embedding(h: Stats, g: Stats) -> torch.Tensor:
+    return sum(torch.sum((gr - hs) ** 2) for hs, gr in zip(h, g))  # type: ignore[return-value]
+
+
+MEAN_EMBEDDING = Distance("mean-embedding", _mean_embedding)
+"""DM / IDM: squared distance between the mean real and the mean synthetic embedding (quadratic in G)."""
+
+
+# ------------------------------------------------------------------------------------ per-sample statistics
+def per_sample_grads(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                     chunk_size: int | None = None) -> Stats:
+    """Per-sample gradients of the cross-entropy w.r.t. every parameter of ``net``, in ``net.parameters()``
+    order, each ``(B, *param.shape)``. Their mean is the upstream's batch gradient (mean-reduced loss)."""
+    names = [n for n, _ in net.named_parameters()]
+    params = {n: p.detach() for n, p in net.named_parameters()}
+    buffers = {n: b.detach() for n, b in net.named_buffers()}
+
+    def loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(net, (p, buffers), (x.unsqueeze(0),)), y.unsqueeze(0))
+
+    grads = vmap(grad(loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(params, images, labels)
+    return tuple(grads[n] for n in names)
+
+
+def synthetic_grads(net: torch.nn.Module, labels: torch.Tensor) -> Callable[[torch.Tensor], Stats]:
+    """``h(S)`` for gradient matching: the gradient of the mean cross-entropy of ``net(S)`` w.r.t. the
+    parameters, with ``create_graph=True`` so it can be differentiated w.r.t. ``S``."""
+    params = list(net.parameters())
+
+    def h(syn: torch.Tensor) -> Stats:
+        return tuple(torch.autograd.grad(F.cross_entropy(net(syn), labels), params, create_graph=True))
+
+    return h
+
+
+# --------------------------------------------------------------------------------------------- the ITE
+@dataclass
+class SeparableLoss:
+    """A meta loss ``L(h(S), G)`` with ``G`` the mean of ``real_stats`` over the batch."""
+
+    real_stats: Stats
+    synthetic: Callable[[torch.Tensor], Stats]
+    distance: Distance
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.real_stats[0].shape[0])
+
+    def aggregate(self) -> Stats:
+        return tuple(g.mean(0) for g in self.real_stats)
+
+    def leave_one_out(self) -> Stats:
+        """``G_-x`` for every row: ``(B G - g(x)) / (B - 1)``."""
+        b = self.batch_size
+        return tuple((b * g.mean(0, keepdim=True) - g) / (b - 1) for g in self.real_stats)
+
+
+def _vjp(outputs: Stats, syn: torch.Tensor, cotangents: Stats, chunk: int | None) -> torch.Tensor:
+    """``J^T c_i`` for every row ``i`` of the cotangents: batched in chunks (``chunk=1``: a plain loop)."""
+    b = int(cotangents[0].shape[0])
+    step = b if chunk is None else max(1, chunk)
+    parts = []
+    for start in range(0, b, step):
+        rows = tuple(c[start:start + step] for c in cotangents)
+        retain = start + step < b
+        if step == 1:
+            parts.append(torch.autograd.grad(outputs, syn, tuple(r[0] for r in rows), retain_graph=retain)[0][None])
+        else:
+            parts.append(torch.autograd.grad(outputs, syn, rows, retain_graph=retain, is_grads_batched=True)[0])
+    return torch.cat(parts)
+
+
+def default_chunk(device: torch.device) -> int | None:
+    """Batched vector-Jacobian products pay off on GPUs; on CPUs a plain loop is faster (UPSTREAMS.md)."""
+    return 64 if device.type == "cuda" else 1
+
+
+def _check_batch(loss: SeparableLoss) -> None:
+    if loss.batch_size < 2:
+        raise BiLPError(f"the ITE needs a real batch of at least 2 samples, got {loss.batch_size}")
+
+
+def ite_exact(loss: SeparableLoss, syn: torch.Tensor, chunk: int | None = -1) -> torch.Tensor:
+    """Factored exact ITE, ``(B, *syn.shape)``. ``syn`` must be a leaf that requires grad.
+    ``chunk=-1`` picks by device (:func:`default_chunk`), ``None`` batches all rows at once."""
+    _check_batch(loss)
+    chunk = default_chunk(syn.device) if chunk == -1 else chunk
+    h = loss.synthetic(syn)
+    h_fixed = tuple(t.detach() for t in h)
+    d_dh = grad(lambda hh, gg: loss.distance(hh, gg), argnums=0)
+    full = d_dh(h_fixed, loss.aggregate())
+    without = vmap(d_dh, in_dims=(None, 0))(h_fixed, loss.leave_one_out())
+    cotangents = tuple(f.unsqueeze(0) - w for f, w in zip(full, without))
+    return _vjp(h, syn, cotangents, chunk)
+
+
+def ite_taylor(loss: SeparableLoss, syn: torch.Tensor, sum_form: bool = False,
+               chunk: int | None = -1) -> torch.Tensor:
+    """Taylor ITE (Eq. 7), ``(B, *syn.shape)``; ``sum_form`` uses the paper's ``g(x)`` for the change of G."""
+    _check_batch(loss)
+    if loss.distance.taylor_vanishes:
+        raise BiLPError(f"the Taylor ITE of {loss.distance.name} is identically zero (its second derivative "
+                        "vanishes): use the exact ITE (--bilp-ite exact)")
+    chunk = default_chunk(syn.device) if chunk == -1 else chunk
+    g_leaf = tuple(g.detach().requires_grad_(True) for g in loss.aggregate())
+    v = torch.autograd.grad(loss.distance(loss.synthetic(syn), g_leaf), g_leaf, create_graph=True,
+                            allow_unused=True)
+    b = loss.batch_size
+    if sum_form:
+        change = tuple(g.detach() for g in loss.real_stats)
+    else:
+        change = tuple((g - g.mean(0, keepdim=True)) / (b - 1) for g in loss.real_stats)
+    used = [(vi, ci) for vi, ci in zip(v, change) if vi is not None]  # layers the distance ignores drop out
+    return _vjp(tuple(vi for vi, _ in used), syn, tuple(ci for _, ci in used), chunk)
+
+
+def ite_naive(meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], real: torch.Tensor,
+              syn: torch.Tensor) -> torch.Tensor:
+    """The definition (Eq. 6): ``dL(B)/dS - dL(B without x)/dS`` from ``B + 1`` full meta gradients of
+    ``meta_loss(real_batch, syn)``. Reference for tests; far too slow for use."""
+    full = torch.autograd.grad(meta_loss(real, syn), syn)[0]
+    rows = []
+    for i in range(real.shape[0]):
+        rest = torch.cat([real[:i], real[i + 1:]])
+        rows.append(full - torch.autograd.grad(meta_loss(rest, syn), syn)[0])
+    return torch.stack(rows)
+
+
+def ite_norms(ite: torch.Tensor) -> torch.Tensor:
+    """``||ITE(x)||_2`` per row."""
+    return ite.reshape(ite.shape[0], -1).norm(dim=1)
+
+
+def ite(loss: SeparableLoss, syn: torch.Tensor, method: str, chunk: int | None = -1) -> torch.Tensor:
+    """The ITE norms by ``method`` (``exact``, ``taylor``, ``taylor-sum``): what ``meta_grad`` returns.
+
+    A Taylor request on a distance whose Taylor ITE vanishes falls back to the exact ITE, with a log line."""
+    if method == "exact":
+        return ite_norms(ite_exact(loss, syn, chunk))
+    if method not in ("taylor", "taylor-sum"):
+        raise BiLPError(f"unknown ITE method {method!r}: use exact, taylor or taylor-sum")
+    if loss.distance.taylor_vanishes:
+        log.warning("the Taylor ITE of %s vanishes (zero second derivative): using the exact ITE instead",
+                    loss.distance.name)
+        return ite_norms(ite_exact(loss, syn, chunk))
+    return ite_norms(ite_taylor(loss, syn, sum_form=method == "taylor-sum", chunk=chunk))
+
+
+def leaf(syn: torch.Tensor) -> torch.Tensor:
+    """A detached copy of the synthetic rows that requires grad: the tensor the ITE is taken with respect to."""
+    return syn.detach().clone().requires_grad_(True)
+
+
+def select_params(stats: Stats, keep: Sequence[bool]) -> Stats:
+    """The statistics of the parameters flagged in ``keep`` (layer selection)."""
+    return tuple(s for s, k in zip(stats, keep) if k)

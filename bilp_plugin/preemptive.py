@@ -1,0 +1,155 @@
+"""Level 1 selection: which real samples distillation may ever see.
+
+Rule (the authors' code): per class, keep the ``n_c - floor(alpha * n_c)`` samples with the lowest score
+(stable sort, ties by index), in their original order; the largest losses are pruned. Baselines behind the same
+interface: a seeded random per-class subset of the same size, and one stratum (decile) of the loss order for the
+stratified study (S1 = largest loss). Every function returns dataset indices, int64, ascending.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bilp_plugin.config import STRATA, check_ratio, check_stratum
+from bilp_plugin.errors import BiLPError
+
+
+def kept_per_class(n_c: int, alpha: float) -> int:
+    """How many of a class's ``n_c`` samples survive pruning rate ``alpha``."""
+    return n_c - math.floor(alpha * n_c)
+
+
+def _classes(labels: np.ndarray) -> list[np.ndarray]:
+    """Dataset indices of each class, ascending."""
+    return [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)] if len(labels) else []
+
+
+def keep_lowest(scores: Any, labels: Any, alpha: float) -> np.ndarray:
+    """Per class, the ``n_c - floor(alpha n_c)`` lowest-score indices (largest score pruned first)."""
+    check_ratio("alpha", alpha)
+    scores, labels = _arrays(scores, labels)
+    kept = [idx[np.argsort(scores[idx], kind="stable")[:kept_per_class(len(idx), alpha)]]
+            for idx in _classes(labels)]
+    return _sorted(kept)
+
+
+def keep_random(labels: Any, alpha: float, seed: int) -> np.ndarray:
+    """A uniformly random per-class subset of the same size as :func:`keep_lowest` keeps (seeded)."""
+    check_ratio("alpha", alpha)
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels, dtype=np.int64)
+    kept = [rng.choice(idx, size=kept_per_class(len(idx), alpha), replace=False) for idx in _classes(labels)]
+    return _sorted(kept)
+
+
+def strata(scores: Any, labels: Any, strata_count: int = STRATA) -> list[np.ndarray]:
+    """Per class, the loss order from largest to smallest split into ``strata_count`` near-equal parts;
+    returns the union over classes of each part: ``[S1, ..., S10]`` (S1 = largest loss)."""
+    scores, labels = _arrays(scores, labels)
+    parts: list[list[np.ndarray]] = [[] for _ in range(strata_count)]
+    for idx in _classes(labels):
+        order = idx[np.argsort(-scores[idx], kind="stable")]
+        for k, part in enumerate(np.array_split(order, strata_count)):
+            parts[k].append(part)
+    return [_sorted(p) for p in parts]
+
+
+def keep_stratum(scores: Any, labels: Any, stratum: int) -> np.ndarray:
+    """Stratum ``S<stratum>`` of :func:`strata`."""
+    check_stratum(stratum)
+    return strata(scores, labels)[stratum - 1]
+
+
+def select(scores: Any | None, labels: Any, alpha: float, criterion: str, seed: int = 0,
+           stratum: int | None = None) -> np.ndarray:
+    """Dispatch on ``criterion`` (``loss``, ``random``, ``stratum``)."""
+    if criterion == "random":
+        return keep_random(labels, alpha, seed)
+    if scores is None:
+        raise BiLPError(f"criterion {criterion!r} needs scores: pass a score file")
+    if criterion == "loss":
+        return keep_lowest(scores, labels, alpha)
+    if criterion == "stratum":
+        if stratum is None:
+            raise BiLPError("criterion 'stratum' needs a stratum K in 1..10")
+        return keep_stratum(scores, labels, stratum)
+    raise BiLPError(f"unknown criterion {criterion!r}: use loss, random or stratum")
+
+
+def diversity_ratio(features: Any, labels: Any) -> float:
+    """Intra-class over inter-class variance of ``features`` (N, D): the diversity measure of Fig. 4."""
+    x = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    labels = np.asarray(labels, dtype=np.int64)
+    centre = x.mean(0)
+    intra = inter = 0.0
+    for c in np.unique(labels):
+        xc = x[labels == c]
+        mc = xc.mean(0)
+        intra += float(((xc - mc) ** 2).sum())
+        inter += len(xc) * float(((mc - centre) ** 2).sum())
+    return intra / inter if inter > 0 else float("inf")
+
+
+def summary(kept: np.ndarray, labels: Any, **fields: Any) -> dict[str, Any]:
+    """Per-class kept and total counts of a selection, with the caller's fields."""
+    labels = np.asarray(labels, dtype=np.int64)
+    total = np.bincount(labels).tolist()
+    kept_counts = np.bincount(labels[kept], minlength=len(total)).tolist()
+    return {**fields, "n": int(len(labels)), "kept": int(len(kept)), "class_counts": total,
+            "kept_per_class": kept_counts}
+
+
+def _arrays(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if scores.shape != labels.shape:
+        raise BiLPError(f"{len(scores)} scores for {len(labels)} labels: they must match one to one")
+    return scores, labels
+
+
+def _sorted(parts: list[np.ndarray]) -> np.ndarray:
+    return np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+
+def prune_command(args: argparse.Namespace) -> int:
+    """``bilp prune``: write the kept indices (``.npy``) and a JSON summary beside them."""
+    from bilp_plugin import scores as score_io
+    from bilp_plugin.datasets import load_dataset
+
+    check_ratio("--alpha", args.alpha)
+    check_stratum(args.stratum)
+    out = Path(args.out)
+    if out.suffix != ".npy":
+        raise BiLPError(f"--out must name a .npy file, got {out}")
+    out_json = out.with_suffix(".json")
+    for path in (out, out_json):
+        if path.exists() and not args.force:
+            raise BiLPError(f"{path} exists: pass --force to overwrite it")
+    if args.scores is None and args.criterion != "random":
+        raise BiLPError(f"--criterion {args.criterion} needs --scores FILE")
+    score_file = score_io.load(args.scores) if args.scores else None
+    labels = score_file.labels if score_file is not None else None
+    dataset = score_file.meta.get("dataset") if score_file is not None else None
+    if args.dataset:
+        labels, dataset = load_dataset(args.dataset, args.data_root).labels.numpy(), args.dataset
+    if labels is None:
+        raise BiLPError(f"{args.scores} carries no labels (an authors' JSON list): pass --dataset NAME "
+                        "(and --data-root DIR) to read them")
+    if score_file is not None:
+        score_io.check_matches(score_file, labels, dataset)
+    kept = select(score_file.scores if score_file else None, labels, args.alpha, args.criterion, args.seed,
+                  args.stratum)
+    record = summary(kept, labels, dataset=dataset, alpha=args.alpha, criterion=args.criterion,
+                     stratum=args.stratum, seed=args.seed, scores=args.scores,
+                     scores_sha256=score_file.sha256 if score_file else None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, kept)
+    out_json.write_text(json.dumps(record, indent=1))
+    print(f"kept {len(kept)} of {record['n']} samples ({args.criterion}, alpha={args.alpha}) -> {out}")
+    return 0

@@ -1,0 +1,92 @@
+"""The run record a ``--bilp`` run writes: what ran, what level 1 kept, what level 2 selected, what it cost.
+
+Layout of ``<out>/``:
+
+* ``config.json``: BiLP config, upstream name and arguments, argv, versions, start time.
+* ``level1.json`` and ``kept_indices.npy``: the kept dataset indices (int64, ascending), per-class counts, the
+  score file's path, sha256 and metadata; ``scores.npz`` when the scores were made during the run.
+* ``level2.jsonl``: one JSON object per selection (experiment, iteration, class, batch, kept, mu, sigma, the two
+  thresholds, ITE seconds, seconds since the run started).
+* ``summary.json``: totals written at exit: selections, draws, ITE seconds, wall seconds of the matching loop.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bilp_plugin import __version__
+from bilp_plugin.config import BiLPConfig
+from bilp_plugin.errors import BiLPError
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr))
+
+
+def default_out(upstream: str) -> Path:
+    return Path("bilp_runs") / f"{upstream}-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
+
+
+class RunRecord:
+    """Writes the files above; refuses to write into a folder that already holds a record. Never calls
+    ``time.time`` (a reproducible launch replaces it with a counting clock that the upstream also reads)."""
+
+    def __init__(self, out: str | Path | None, config: BiLPConfig, upstream: str, upstream_args: Any) -> None:
+        self.dir = Path(out) if out else default_out(upstream)
+        if (self.dir / "config.json").exists():
+            raise BiLPError(f"{self.dir} already holds a run record: choose another --bilp-out")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.started = time.perf_counter()
+        self.totals: dict[str, Any] = {"experiments": 0, "draws": 0, "selections": 0, "ite_s": 0.0,
+                                       "first_draw_s": None, "last_draw_s": None}
+        self._write_json("config.json", {
+            "bilp": config.as_dict(), "upstream": upstream, "upstream_args": _jsonable(vars(upstream_args)),
+            "argv": sys.argv, "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "versions": {"bilp_plugin": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                         "python": platform.python_version()},
+        })
+        atexit.register(self.close)
+
+    def level1(self, kept: np.ndarray, summary: dict[str, Any]) -> None:
+        """The kept indices and their summary (written once: every experiment keeps the same set)."""
+        np.save(self.dir / "kept_indices.npy", kept)
+        self._write_json("level1.json", _jsonable(summary))
+
+    def new_experiment(self) -> int:
+        self.totals["experiments"] += 1
+        return self.totals["experiments"] - 1
+
+    def draw(self) -> None:
+        """One call of ``select_batch`` (selection or reuse): the clock of the matching loop."""
+        now = time.perf_counter() - self.started
+        self.totals["draws"] += 1
+        self.totals["first_draw_s"] = self.totals["first_draw_s"] if self.totals["draws"] > 1 else now
+        self.totals["last_draw_s"] = now
+
+    def selection(self, row: dict[str, Any]) -> None:
+        self.totals["selections"] += 1
+        self.totals["ite_s"] += row["ite_s"]
+        row = {"experiment": self.totals["experiments"] - 1, **row, "t": time.perf_counter() - self.started}
+        with open(self.dir / "level2.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def close(self) -> None:
+        first, last = self.totals["first_draw_s"], self.totals["last_draw_s"]
+        loop = (last - first) if first is not None and last is not None else None
+        self._write_json("summary.json", {**self.totals, "matching_loop_s": loop,
+                                          "ite_share": self.totals["ite_s"] / loop if loop else None,
+                                          "wall_s": time.perf_counter() - self.started})
+
+    def _write_json(self, name: str, payload: dict[str, Any]) -> None:
+        (self.dir / name).write_text(json.dumps(payload, indent=1, default=repr))

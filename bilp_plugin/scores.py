@@ -1,0 +1,162 @@
+"""Score files: one ``.npz`` per scored dataset, and import of the BiLP authors' JSON lists.
+
+Format (``bilp score`` writes it; ``numpy.load(path)`` reads it, no pickle):
+
+* ``scores``: float64, shape (N,), one per training sample in the upstream's (torchvision) order; lower = more
+  valuable, so level 1 prunes the largest first.
+* ``labels``: int64, shape (N,), the label sequence the scores were made on.
+* ``meta``: a 0-d string array holding a JSON object: ``format`` (``bilp-scores/1``), ``dataset``, ``n``,
+  ``class_counts``, ``labels_sha256`` (of the int64 label sequence), and how the scores were made (``model``,
+  ``epochs``, ``trials``, ``mode``, ``seed``, ``elapsed_s``, ``bilp_version``, ...).
+
+The authors' files (``{DATASET}_{Indicator}.json``) are flat JSON lists of floats; they carry no labels, so they
+are checked against the dataset they are used with by length only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bilp_plugin import __version__, hookimpl
+from bilp_plugin.errors import BiLPError
+
+FORMAT = "bilp-scores/1"
+
+
+@dataclass
+class ScoreFile:
+    """Per-sample scores with the labels they were made on and a record of how."""
+
+    scores: np.ndarray
+    labels: np.ndarray | None
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    sha256: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def labels_sha256(labels: Any) -> str:
+    """Checksum of a label sequence (as int64), to catch scores used with another dataset or order."""
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(labels, dtype="<i8")).tobytes()).hexdigest()
+
+
+def class_counts(labels: Any) -> list[int]:
+    return np.bincount(np.asarray(labels, dtype=np.int64)).tolist()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_meta(dataset: str, labels: Any) -> dict[str, Any]:
+    """The metadata that ties scores to one dataset and one sample order."""
+    return {"format": FORMAT, "dataset": dataset, "n": int(len(labels)), "class_counts": class_counts(labels),
+            "labels_sha256": labels_sha256(labels), "bilp_version": __version__}
+
+
+def check_finite(scores: np.ndarray, where: str) -> None:
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise BiLPError(f"{where}: {int(bad.sum())} scores are NaN or infinite (first at index {first}, "
+                        f"value {scores[first]}); re-create the score file")
+
+
+def save(path: str | Path, score_file: ScoreFile, force: bool = False) -> str:
+    """Write ``score_file`` atomically; refuses to overwrite without ``force``. Returns the file's sha256."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise BiLPError(f"score files are .npz: got {path}")
+    if path.exists() and not force:
+        raise BiLPError(f"{path} exists: pass --force to overwrite it")
+    check_finite(score_file.scores, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, scores=np.asarray(score_file.scores, dtype=np.float64),
+                     labels=np.asarray(score_file.labels, dtype=np.int64),
+                     meta=np.array(json.dumps(score_file.meta, sort_keys=True)))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    score_file.path, score_file.sha256 = str(path), file_sha256(path)
+    return score_file.sha256
+
+
+def _load_npz(path: Path) -> ScoreFile:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            scores, labels, meta = z["scores"], z["labels"], json.loads(str(z["meta"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+        raise BiLPError(f"cannot read score file {path} ({type(err).__name__}: {err}); it is not a complete "
+                        "`bilp score` file: re-create it") from None
+    if meta.get("format") != FORMAT or scores.ndim != 1 or labels.shape != scores.shape:
+        raise BiLPError(f"{path} is not a {FORMAT} score file (format {meta.get('format')!r}, scores "
+                        f"{scores.shape}, labels {labels.shape}); re-create it with `bilp score`")
+    return ScoreFile(scores.astype(np.float64), labels.astype(np.int64), meta)
+
+
+def _load_json(path: Path) -> ScoreFile:
+    try:
+        values = json.loads(path.read_text())
+        scores = np.asarray(values, dtype=np.float64)
+    except (OSError, ValueError, TypeError, UnicodeDecodeError) as err:
+        raise BiLPError(f"cannot read score file {path} ({type(err).__name__}: {err}); expected a flat JSON "
+                        "list of numbers, one per training sample") from None
+    if scores.ndim != 1 or len(scores) == 0:
+        raise BiLPError(f"{path}: expected a flat JSON list of numbers, got an array of shape {scores.shape}")
+    return ScoreFile(scores, None, {"format": "authors-json", "source": path.name})
+
+
+def load(path: str | Path) -> ScoreFile:
+    """Read a ``.npz`` score file or an authors' ``.json`` list; checks format and finiteness."""
+    path = Path(path)
+    if not path.is_file():
+        raise BiLPError(f"score file {path} does not exist")
+    score_file = _load_npz(path) if path.suffix == ".npz" else _load_json(path)
+    check_finite(score_file.scores, str(path))
+    score_file.path, score_file.sha256 = str(path), file_sha256(path)
+    return score_file
+
+
+def check_matches(score_file: ScoreFile, labels: Any, dataset: str | None = None) -> None:
+    """Refuse scores made on another dataset, another size or another sample order."""
+    labels = np.asarray(labels, dtype=np.int64)
+    where = score_file.path or "scores"
+    if len(score_file.scores) != len(labels):
+        raise BiLPError(f"{where} has {len(score_file.scores)} scores but the dataset"
+                        f"{' ' + dataset if dataset else ''} has {len(labels)} samples: use the score file made "
+                        "for this dataset")
+    if score_file.labels is not None and labels_sha256(score_file.labels) != labels_sha256(labels):
+        made_on = score_file.meta.get("dataset", "?")
+        raise BiLPError(f"{where} was made on {made_on!r} with another label sequence than the dataset"
+                        f"{' ' + dataset if dataset else ''} it is used with (labels_sha256 differs): another "
+                        "dataset or sample order; re-score this dataset with `bilp score`")
+
+
+@hookimpl
+def score_samples(dataset: Any, config: Any) -> ScoreFile | None:
+    """Built-in: import the score file named by ``config.scores_path``, checked against ``dataset``."""
+    if not config.scores_path:
+        return None
+    score_file = load(config.scores_path)
+    check_matches(score_file, dataset.labels, dataset.name)
+    return score_file

@@ -1,0 +1,137 @@
+"""Level 1 scores by empirical loss (METHOD.md "Level 1"), the default ``score_samples``, and ``bilp score``.
+
+Train the ConvNet on the full real set (SGD with momentum and weight decay, no augmentation) and score each sample
+by its cross-entropy. ``mode="mean"``: the per-sample loss of the training forward pass itself, averaged over
+epochs, so scoring costs what training costs. ``mode="final"``: the loss of the trained network in eval mode. Both
+average over ``trials`` runs with seeds ``seed .. seed + trials - 1``. Each trial initialises the network under its
+seed (inside ``torch.random.fork_rng``) and shuffles with its own ``torch.Generator``, so scores are reproducible
+and the caller's global RNG state is left untouched. Lower score = more valuable; level 1 prunes the largest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from bilp_plugin import hookimpl, scores
+from bilp_plugin.config import ScoringConfig
+from bilp_plugin.datasets import RealSet, load_dataset
+from bilp_plugin.errors import BiLPError
+from bilp_plugin.manager import get_manager
+from bilp_plugin.models import ConvNet
+
+MODES = ("mean", "final")
+POSTFIX_EVERY = 20  # batches between loss read-outs for the progress bar (each one syncs with the device)
+
+
+def empirical_loss(dataset: RealSet, config: ScoringConfig) -> scores.ScoreFile:
+    """Score every sample of ``dataset`` by its cross-entropy (see the module docstring); float64, dataset order."""
+    device = check_config(config)
+    start = time.perf_counter()
+    images, labels = dataset.images.to(device), dataset.labels.to(device)
+    total = config.trials * config.epochs * len(dataset)
+    with tqdm(total=total, unit="sample", unit_scale=True, desc=f"scoring {dataset.name}",
+              disable=not config.progress) as bar:
+        runs = [_trial(dataset, images, labels, config, config.seed + t, bar) for t in range(config.trials)]
+    values = torch.stack(runs).mean(0).cpu().numpy()
+    meta = scores.dataset_meta(dataset.name, dataset.labels.numpy())
+    meta.update(model="convnet", width=config.model_width, depth=config.model_depth, epochs=config.epochs,
+                trials=config.trials, mode=config.mode, seed=config.seed, lr=config.lr,
+                momentum=config.momentum, weight_decay=config.weight_decay, batch_size=config.batch_size,
+                elapsed_s=round(time.perf_counter() - start, 3), device=str(device))
+    return scores.ScoreFile(values.astype(np.float64), dataset.labels.numpy().astype(np.int64), meta)
+
+
+@hookimpl(trylast=True)
+def score_samples(dataset: RealSet, config: ScoringConfig) -> scores.ScoreFile:
+    """Built-in, answers last: the empirical-loss scorer."""
+    return empirical_loss(dataset, config)
+
+
+def check_config(config: ScoringConfig) -> torch.device:
+    """Validate the recipe; returns the device to train on."""
+    if config.mode not in MODES:
+        raise BiLPError(f"scoring mode must be one of {', '.join(MODES)}, got {config.mode!r}")
+    for name in ("epochs", "trials", "batch_size", "model_width", "model_depth"):
+        if getattr(config, name) < 1:
+            raise BiLPError(f"scoring {name} must be >= 1, got {getattr(config, name)}")
+    if config.lr <= 0:
+        raise BiLPError(f"scoring lr must be > 0, got {config.lr}")
+    try:
+        device = torch.device(config.device)
+    except RuntimeError:
+        raise BiLPError(f"unknown device {config.device!r}: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BiLPError(f"device {config.device!r} asked for but CUDA is not available: use --device cpu")
+    return device
+
+
+def build_model(dataset: RealSet, config: ScoringConfig, seed: int, device: torch.device) -> ConvNet:
+    """The scoring ConvNet, initialised under ``seed`` without touching the global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ConvNet(dataset.channel, dataset.num_classes, config.model_width, config.model_depth,
+                        dataset.im_size)
+    return model.to(device)
+
+
+def _trial(dataset: RealSet, images: torch.Tensor, labels: torch.Tensor, config: ScoringConfig, seed: int,
+           bar: tqdm) -> torch.Tensor:
+    """One training run; per-sample losses (float64, dataset order) as ``config.mode`` defines them."""
+    model = build_model(dataset, config, seed, images.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    total = torch.zeros(len(dataset), dtype=torch.float64, device=images.device)
+    model.train()
+    for epoch in range(config.epochs):
+        order = torch.randperm(len(dataset), generator=generator).to(images.device)
+        for step, index in enumerate(order.split(config.batch_size)):
+            losses = F.cross_entropy(model(images[index]), labels[index], reduction="none")
+            optimizer.zero_grad(set_to_none=True)
+            losses.mean().backward()
+            optimizer.step()
+            if config.mode == "mean":
+                total.index_add_(0, index, losses.detach().double())
+            bar.update(len(index))
+            if step % POSTFIX_EVERY == 0:
+                bar.set_postfix(trial=seed - config.seed, epoch=epoch, loss=f"{losses.mean().item():.3f}")
+    if config.mode == "final":
+        return _eval_losses(model, images, labels, config.batch_size)
+    return total / config.epochs
+
+
+@torch.no_grad()
+def _eval_losses(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
+    model.eval()
+    return torch.cat([F.cross_entropy(model(x), y, reduction="none").double()
+                      for x, y in zip(images.split(batch_size), labels.split(batch_size))])
+
+
+def score_command(args: argparse.Namespace) -> int:
+    """``bilp score``: score ``--dataset`` and write ``--out`` (.npz); refuses to overwrite without ``--force``."""
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise BiLPError(f"--out must name a .npz file, got {args.out}")
+    if out.exists() and not args.force:
+        raise BiLPError(f"--out {out} exists: pass --force to overwrite it")
+    if args.model != "convnet":
+        raise BiLPError(f"--model must be convnet (the only scoring model), got {args.model!r}")
+    config = ScoringConfig(model_width=args.width, model_depth=args.depth, epochs=args.epochs, trials=args.trials,
+                           batch_size=args.batch_size, lr=args.lr, mode=args.mode, seed=args.seed,
+                           device=args.device)
+    check_config(config)
+    dataset = load_dataset(args.dataset, args.data_root)
+    score_file = get_manager().score_samples(dataset, config)
+    digest = scores.save(out, score_file, force=args.force)
+    meta = score_file.meta
+    print(f"wrote {out}: {len(score_file)} scores of {dataset.name} (mode {meta.get('mode')}, "
+          f"{meta.get('epochs')} epochs x {meta.get('trials')} trials, {meta.get('elapsed_s')} s), "
+          f"sha256 {digest[:12]}")
+    return 0
