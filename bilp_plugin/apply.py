@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import git
+import gitdb
 
 from bilp_plugin.errors import BiLPError
 
@@ -83,9 +84,11 @@ def _check_commit(repo: git.Repo, manifest: Manifest) -> None:
                         f"run `git -C {repo.working_dir} checkout {manifest.commit}`")
 
 
-def patched_tree(repo: git.Repo, manifest: Manifest) -> str:
-    """The tree id of the pinned commit with the whole series applied, built in a temporary index."""
-    for patch in manifest.patch_files:
+def patched_tree(repo: git.Repo, manifest: Manifest, upto: int | None = None) -> str:
+    """The tree id of the pinned commit with the series (or its first ``upto`` patches) applied, built in a
+    temporary index."""
+    patches = manifest.patch_files[:upto]
+    for patch in patches:
         if not patch.is_file():
             raise BiLPError(f"patch {patch} listed in {manifest.name}'s manifest does not exist")
     fd, index = tempfile.mkstemp(prefix="bilp-index-")
@@ -94,7 +97,7 @@ def patched_tree(repo: git.Repo, manifest: Manifest) -> str:
     env = {"GIT_INDEX_FILE": index}
     try:
         repo.git.read_tree(manifest.commit, env=env)
-        for patch in manifest.patch_files:
+        for patch in patches:
             try:
                 repo.git.apply("--cached", "--whitespace=nowarn", str(patch), env=env)
             except git.GitCommandError as err:
@@ -192,3 +195,24 @@ def status_row(manifest: Manifest, upstream: str | Path | None = None) -> dict[s
 
 def manifests(adapters_dir: Path) -> list[Manifest]:
     return [Manifest.load(d) for d in sorted(adapters_dir.iterdir()) if (d / "manifest.toml").is_file()]
+
+
+def export_tree(repo: git.Repo, tree: str, dest: str | Path) -> Path:
+    """Write the files of ``tree`` under ``dest`` (blobs a partial mirror lacks are skipped)."""
+    dest = Path(dest)
+    for entry in repo.git.ls_tree("-r", "-z", tree).split("\0"):
+        if not entry:
+            continue
+        meta, path = entry.split("\t", 1)
+        mode, kind, sha = meta.split()
+        if kind != "blob":
+            continue
+        try:
+            data = repo.odb.stream(bytes.fromhex(sha)).read()
+        except (ValueError, gitdb.exc.BadObject):
+            continue
+        target = dest / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        target.chmod(int(mode, 8) & 0o777)
+    return dest

@@ -1,0 +1,50 @@
+"""Helpers for integration tests against the real upstreams: copies of their files at any point of the patch
+series (outside ``third_party/``, which tests never modify), and reproducible launches of their scripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import git
+import pytest
+
+from bilp_plugin import apply
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manifest(name: str) -> apply.Manifest:
+    return apply.Manifest.load(ROOT / "adapters" / name)
+
+
+def repo_or_skip(name: str) -> git.Repo:
+    """The upstream's submodule checkout; skips (visibly) when it is not initialised."""
+    m = manifest(name)
+    if not (m.checkout / ".git").exists():
+        pytest.skip(f"submodule {m.path} is not initialised: run `git submodule update --init {m.path}`")
+    return git.Repo(m.checkout)
+
+
+def materialise(name: str, dest: Path, upto: int | None = None) -> Path:
+    """The upstream's files at the pinned commit with the first ``upto`` patches (all when None) applied."""
+    m = manifest(name)
+    repo = repo_or_skip(name)
+    return apply.export_tree(repo, apply.patched_tree(repo, m, upto), dest)
+
+
+def launch(script: Path, args: list[str], cwd: Path, seed: int = 0, timeout: float = 900,
+           extra_env: dict[str, str] | None = None, launcher_flags: tuple[str, ...] = ()
+           ) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` through ``python -m bilp_plugin.launch`` (seeded, fake clock, 2 threads); raises with
+    the script's output when it fails."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    cmd = [sys.executable, "-m", "bilp_plugin.launch", "--seed", str(seed), "--fake-clock", "--threads", "2",
+           *launcher_flags, str(script), "--", *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
+    return proc
