@@ -102,11 +102,16 @@ def patched_tree(repo: git.Repo, manifest: Manifest, upto: int | None = None) ->
                 repo.git.apply("--cached", "--whitespace=nowarn", str(patch), env=env)
             except git.GitCommandError as err:
                 raise BiLPError(f"{patch.name} does not apply to {manifest.commit[:12]} in "
-                                f"{repo.working_dir}:\n{err.stderr.strip()}\nnothing was changed") from None
+                                f"{repo.working_dir}:\n{_stderr(err)}\nnothing was changed") from None
         return str(repo.git.write_tree(env=env))
     finally:
         if os.path.exists(index):
             os.unlink(index)
+
+
+def _stderr(err: git.GitCommandError) -> str:
+    """git's own message, without GitPython's ``stderr: '...'`` wrapping."""
+    return str(err.stderr).strip().removeprefix("stderr:").strip().strip("'").strip()
 
 
 def _same_as(repo: git.Repo, tree: str) -> bool:

@@ -103,7 +103,7 @@ def save(path: str | Path, score_file: ScoreFile, force: bool = False) -> str:
 
 def _load_npz(path: Path) -> ScoreFile:
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             scores, labels, meta = z["scores"], z["labels"], json.loads(str(z["meta"]))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as err:
         raise BiLPError(f"cannot read score file {path} ({type(err).__name__}: {err}); it is not a complete "

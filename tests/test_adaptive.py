@@ -1,0 +1,108 @@
+"""Level 2 selection: the quantile rule, running statistics (Eq. 8), min_keep, lazy reuse."""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import pytest
+import torch
+
+from bilp_plugin import adaptive, hookimpl
+from bilp_plugin.config import BiLPConfig
+from bilp_plugin.errors import BiLPError
+from bilp_plugin.manager import PluginManager
+from bilp_plugin.step import MatchStep
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.2, 0.5])
+@pytest.mark.parametrize("side", ["both", "small", "large"])
+def test_keeps_one_minus_beta_of_normal_samples(beta: float, side: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    config = BiLPConfig(beta=beta, side=side)
+    state = adaptive.SelectionState(config.eta)
+    kept = total = 0
+    for _ in range(400):
+        norms = 3.0 + 0.5 * torch.randn(256, generator=g, dtype=torch.float64)
+        selection = adaptive.filter_batch(norms, 0, state, config)
+        kept, total = kept + int(selection.keep.sum()), total + 256
+    assert abs(kept / total - (1 - beta)) < 0.02
+
+
+def test_two_sided_thresholds_are_the_normal_quantiles() -> None:
+    low, high = adaptive.thresholds(2.0, 0.5, 0.2, "both")
+    assert low == pytest.approx(NormalDist(2.0, 0.5).inv_cdf(0.1))
+    assert high == pytest.approx(NormalDist(2.0, 0.5).inv_cdf(0.9))
+    assert adaptive.thresholds(2.0, 0.5, 0.2, "small")[1] == float("inf")
+    assert adaptive.thresholds(2.0, 0.5, 0.2, "large")[0] == float("-inf")
+    assert adaptive.thresholds(2.0, 0.5, 0.0, "both") == (float("-inf"), float("inf"))
+
+
+def test_running_statistics_follow_eq8() -> None:
+    stats = adaptive.RunningStats(eta=0.1)
+    first, second = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([5.0, 7.0])
+    stats.update(first)
+    assert (stats.mean, stats.var) == pytest.approx((2.0, 1.0))  # initialised from the first batch, unbiased
+    stats.update(second)
+    assert stats.mean == pytest.approx(0.9 * 2.0 + 0.1 * 6.0)
+    assert stats.var == pytest.approx(0.9 * 1.0 + 0.1 * 2.0)
+
+
+def test_per_class_statistics_are_separate() -> None:
+    state = adaptive.SelectionState(0.1, per_class=True)
+    state.for_class(0).update(torch.tensor([1.0, 2.0]))
+    assert state.for_class(1).mean is None
+    shared = adaptive.SelectionState(0.1)
+    assert shared.for_class(0) is shared.for_class(5)
+
+
+def test_never_empty_keeps_nearest_to_mean() -> None:
+    norms = torch.tensor([10.0, 11.0, 0.0, 12.0])
+    selection = adaptive.quantile_keep(norms, mu=1.0, sigma=0.1, beta=0.5, side="both", min_keep=2)
+    assert selection.keep.tolist() == [True, False, True, False]
+    single = adaptive.quantile_keep(torch.tensor([5.0]), mu=0.0, sigma=1.0, beta=0.9, side="both")
+    assert single.keep.tolist() == [True]
+
+
+class CountingITE:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookimpl
+    def meta_grad(self, step: MatchStep, method: str) -> torch.Tensor:
+        self.calls += 1
+        return step.real.reshape(len(step.real), -1).sum(1).abs()
+
+
+def _step(cls: int, seed: int) -> MatchStep:
+    real = torch.randn(32, 3, generator=torch.Generator().manual_seed(seed))
+    return MatchStep("toy", cls, real, torch.full((32,), cls), torch.nn.Identity(), None, None)
+
+
+def test_lazy_reuse_until_next_selection() -> None:
+    counter = CountingITE()
+    manager = PluginManager()
+    manager.register(counter, name="counter")
+    rows: list[dict] = []
+    selector = adaptive.LazySelector(BiLPConfig(beta=0.3, interval=3), manager, rows.append)
+    first = selector(_step(0, 0))
+    assert torch.equal(selector(_step(0, 1))[0], first[0]) and torch.equal(selector(_step(0, 2))[0], first[0])
+    other = selector(_step(1, 3))
+    assert counter.calls == 2 and not torch.equal(other[0], first[0])
+    fourth = selector(_step(0, 4))
+    assert counter.calls == 3 and not torch.equal(fourth[0], first[0])
+    assert [r["class"] for r in rows] == [0, 1, 0] and [r["draw"] for r in rows] == [0, 0, 3]
+    assert all(r["kept"] == len(k) for r, k in zip(rows, (first[0], other[0], fourth[0])))
+    assert set(rows[0]) >= {"iteration", "batch", "kept", "mu", "sigma", "low", "high", "ite_s"}
+
+
+def test_a_plugin_mask_is_checked() -> None:
+    class Empty:
+        @hookimpl
+        def filter_batch(self, norms, cls, state, config):  # noqa: ANN001, ANN201
+            return adaptive.Selection(keep=torch.zeros(len(norms), dtype=torch.bool))
+
+    manager = PluginManager()
+    manager.register(CountingITE(), name="ite")
+    manager.register(Empty(), name="empty")
+    with pytest.raises(BiLPError, match="non-empty boolean mask"):
+        adaptive.LazySelector(BiLPConfig(beta=0.3), manager)(_step(0, 0))

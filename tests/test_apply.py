@@ -1,0 +1,146 @@
+"""bilp-apply mechanics on small git repositories made here (no upstream code), and the real series."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bilp_plugin import apply
+from bilp_plugin.cli import apply_main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def snapshot(path: Path) -> dict[str, str]:
+    """Every file under ``path`` (outside .git) with the sha256 of its bytes."""
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file() and ".git" not in p.parts}
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> apply.Manifest:
+    """A project with one adapter 'toy' whose upstream (CRLF files) sits at third_party/toy, and a series of
+    three patches (compat, hooks, more hooks)."""
+    up = tmp_path / "project" / "third_party" / "toy"
+    up.mkdir(parents=True)
+    git(up, "init", "-q", "-b", "main")
+    git(up, "config", "user.email", "t@t"), git(up, "config", "user.name", "t")
+    (up / "main.py").write_bytes(b"import os\r\nx = 1\r\nprint(x)\r\n")
+    (up / "utils.py").write_bytes(b"def f(a):\n    return a.view(-1)\n")
+    git(up, "add", "."), git(up, "commit", "-qm", "upstream")
+    pinned = git(up, "rev-parse", "HEAD")
+    git(up, "checkout", "-qb", "work")
+    edits = [("utils.py", b"def f(a):\n    return a.reshape(-1)\n", "compat"),
+             ("main.py", b"import os\r\nimport bilp\r\nx = 1\r\nprint(x)\r\n", "hooks"),
+             ("main.py", b"import os\r\nimport bilp\r\nx = 1\r\nx = bilp.f(x)\r\nprint(x)\r\n", "more hooks")]
+    for name, data, msg in edits:
+        (up / name).write_bytes(data)
+        git(up, "commit", "-qam", msg)
+    patches = tmp_path / "project" / "patches" / "toy"
+    git(up, "format-patch", "-q", pinned, "--zero-commit", "--no-signature", "-o", str(patches))
+    git(up, "checkout", "-q", "--detach", pinned), git(up, "branch", "-qD", "work")
+    adapter = tmp_path / "project" / "adapters" / "toy"
+    adapter.mkdir(parents=True)
+    names = ", ".join(f'"{p.name}"' for p in sorted(patches.iterdir()))
+    (adapter / "manifest.toml").write_text(
+        f'name = "toy"\nupstream = "https://example.org/toy"\npath = "third_party/toy"\ncommit = "{pinned}"\n'
+        f'patches = [{names}]\nscripts = ["main.py"]\n')
+    return apply.Manifest.load(adapter)
+
+
+def test_apply_then_revert_round_trips_bytes(project: apply.Manifest) -> None:
+    before = snapshot(project.checkout)
+    assert "applied 3 patch(es)" in apply.apply(project)
+    patched = (project.checkout / "main.py").read_bytes()
+    assert patched == b"import os\r\nimport bilp\r\nx = 1\r\nx = bilp.f(x)\r\nprint(x)\r\n"  # CRLF kept
+    assert b"reshape" in (project.checkout / "utils.py").read_bytes()
+    assert "reverted" in apply.revert(project)
+    assert snapshot(project.checkout) == before
+    assert git(project.checkout, "status", "--porcelain") == ""
+
+
+def test_second_apply_is_a_noop(project: apply.Manifest) -> None:
+    apply.apply(project)
+    after_first = snapshot(project.checkout)
+    assert "already applied" in apply.apply(project)
+    assert snapshot(project.checkout) == after_first
+    apply.revert(project)
+    assert "not patched" in apply.revert(project)
+
+
+def test_check_changes_nothing(project: apply.Manifest) -> None:
+    before = snapshot(project.checkout)
+    assert "apply cleanly" in apply.apply(project, check=True)
+    assert snapshot(project.checkout) == before
+
+
+def test_refuses_a_dirty_checkout_with_the_fix(project: apply.Manifest, capsys: pytest.CaptureFixture[str]) -> None:
+    (project.checkout / "main.py").write_bytes(b"local edit\n")
+    before = snapshot(project.checkout)
+    assert apply_main([str(project.root / "adapters" / "toy")]) == 2
+    err = capsys.readouterr().err
+    assert "has local changes" in err and f"git -C {project.checkout} stash" in err
+    assert snapshot(project.checkout) == before
+
+
+def test_refuses_another_commit(project: apply.Manifest, capsys: pytest.CaptureFixture[str]) -> None:
+    git(project.checkout, "commit", "-q", "--allow-empty", "-m", "newer")
+    assert apply_main([str(project.root / "adapters" / "toy")]) == 2
+    assert f"checkout {project.commit}" in capsys.readouterr().err
+
+
+def test_refuses_a_missing_submodule(project: apply.Manifest, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    shutil.rmtree(project.checkout)
+    assert apply_main([str(project.root / "adapters" / "toy")]) == 2
+    assert "git submodule update --init third_party/toy" in capsys.readouterr().err
+
+
+def test_conflict_in_the_middle_leaves_everything_as_it_was(project: apply.Manifest) -> None:
+    second = project.patch_files[1]
+    second.write_bytes(second.read_bytes().replace(b"+import bilp", b"+import bilp_plugin").replace(
+        b" x = 1", b" x = 2"))
+    before = snapshot(project.checkout)
+    with pytest.raises(apply.BiLPError, match="(?s)0002-hooks.patch does not apply.*patch failed: main.py.*nothing was changed"):
+        apply.apply(project)
+    assert snapshot(project.checkout) == before
+    assert git(project.checkout, "status", "--porcelain") == ""
+
+
+def test_upstream_clone_by_path(project: apply.Manifest, tmp_path: Path) -> None:
+    clone = tmp_path / "my-clone"
+    git(tmp_path, "clone", "-q", str(project.checkout), str(clone))
+    git(clone, "checkout", "-q", project.commit)
+    before = snapshot(project.checkout)
+    assert apply_main([str(project.root / "adapters" / "toy"), "--upstream", str(clone)]) == 0
+    assert b"bilp.f" in (clone / "main.py").read_bytes() and snapshot(project.checkout) == before
+    assert apply.status_row(project, clone)["patched"] == "yes"
+    assert apply_main([str(project.root / "adapters" / "toy"), "--upstream", str(clone), "--revert"]) == 0
+    assert apply.status_row(project, clone)["patched"] == "no"
+
+
+def test_status_table(project: apply.Manifest, capsys: pytest.CaptureFixture[str]) -> None:
+    apply.apply(project)
+    assert apply_main([str(project.root / "adapters" / "toy"), "--status"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["adapter", "path", "commit", "pinned", "patched", "clean"]
+    assert row.split() == ["toy", "third_party/toy", project.commit[:12], "yes", "yes", "yes"]
+
+
+@pytest.mark.parametrize("name", ["dc", "mtt", "idc", "idm"])
+def test_real_series_apply_to_their_pinned_commits(name: str) -> None:
+    manifest = apply.Manifest.load(ROOT / "adapters" / name)
+    if not (manifest.checkout / ".git").exists():
+        pytest.skip(f"submodule {manifest.path} is not initialised: `git submodule update --init {manifest.path}`")
+    if not manifest.patches:
+        pytest.skip(f"adapter {name} lists no patches yet")
+    message = apply.apply(manifest, check=True)
+    assert "apply cleanly" in message or "already applied" in message
