@@ -81,7 +81,7 @@ def _check_scores_given(args: Any, config: BiLPConfig) -> None:
 def after_level1(args: Any, config: BiLPConfig, labels: np.ndarray, kept: np.ndarray | None,
                  summary: dict[str, Any] | None) -> None:
     """buffer.py: record this run's subset in its expert folder; distill.py: refuse experts of another subset."""
-    subset = describe_subset(labels, kept, config, summary)
+    subset = describe_subset(labels, kept, config, summary) | {"dataset": args.dataset}
     folder = expert_dir(args)
     if stage(args) == "buffer":
         record_subset(folder, subset, kept)
@@ -99,7 +99,8 @@ def describe_subset(labels: np.ndarray, kept: np.ndarray | None, config: BiLPCon
             "kept_sha256": indices_sha256(indices), "dataset": info.get("dataset"),
             "alpha": config.alpha if kept is not None else 0.0,
             "criterion": config.criterion if kept is not None else None,
-            "stratum": config.stratum, "seed": config.seed if config.criterion == "random" else None,
+            "stratum": config.stratum if kept is not None else None,
+            "seed": config.seed if kept is not None and config.criterion == "random" else None,
             "scores": info.get("scores"), "scores_sha256": info.get("scores_sha256"),
             "kept_per_class": info.get("kept_per_class", np.bincount(labels).tolist() if n else [])}
 
