@@ -53,6 +53,7 @@ class Session:
         self._check(None)
         self.record = RunRecord(self.config.out, self.config, upstream, args)
         self.kept: np.ndarray | None = None
+        self.level1_summary: dict[str, Any] | None = None
         self.selector: LazySelector | None = None
         log.info("BiLP run record: %s", self.record.dir)
 
@@ -64,13 +65,22 @@ class Session:
 
     def start_experiment(self, labels: Any, images: torch.Tensor | None, dataset: str | None) -> np.ndarray | None:
         """Level 1 for a new experiment: the kept indices (``None`` when level 1 is off); resets level 2."""
-        self.record.new_experiment()
+        first = self.record.new_experiment() == 0
         self.selector = LazySelector(self.config, self.manager, self.record.selection)
-        if not self.config.level1:
-            return None
-        if self.kept is None:
-            self.kept = self._level1(np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64), images, dataset)
+        label_array = np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64)
+        if self.config.level1 and self.kept is None:
+            self.kept = self._level1(label_array, images, dataset)
+        if first:
+            self._after_level1(label_array)
         return self.kept
+
+    def _after_level1(self, labels: np.ndarray) -> None:
+        """The adapter's ``after_level1(args, config, labels, kept, summary)``, once per process, right after
+        level 1 (``kept`` and ``summary`` are ``None`` when level 1 is off): where a two-stage upstream records
+        or verifies the subset its other stage uses."""
+        after = getattr(self.adapter, "after_level1", None)
+        if after is not None:
+            after(self.args, self.config, labels, self.kept, self.level1_summary)
 
     def _level1(self, labels: np.ndarray, images: torch.Tensor | None, dataset: str | None) -> np.ndarray:
         score_file = None if self.config.criterion == "random" else self._scores(labels, images, dataset)
@@ -83,6 +93,7 @@ class Session:
             scores_meta=score_file.meta if score_file else None)
         self._check(summary["kept_per_class"])
         self.record.level1(kept, summary)
+        self.level1_summary = summary
         log.info("BiLP level 1: kept %d of %d real samples (%s, alpha=%s)", len(kept), len(labels),
                  self.config.criterion, self.config.alpha)
         return kept

@@ -1,0 +1,127 @@
+"""The mtt adapter without the upstream: its checks, the subset record of an expert folder, wandb's config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from bilp_adapters.mtt import plugin
+
+from bilp_plugin import config as config_mod
+from bilp_plugin.config import BiLPConfig
+from bilp_plugin.errors import BiLPError
+
+LABELS = np.repeat(np.arange(10), 20)
+
+
+def mtt_args(script: str, **over: Any) -> SimpleNamespace:
+    """The arguments plugin code reads from buffer.py / distill.py."""
+    base = {"dataset": "CIFAR10", "model": "ConvNet", "buffer_path": "buffers", "zca": False, "subset": "imagenette",
+            "res": 128}
+    base.update({"num_experts": 1} if script == "buffer" else {"syn_steps": 2, "ipc": 1, "pix_init": "real"})
+    return SimpleNamespace(**{**base, **over})
+
+
+def subset(kept: np.ndarray | None, alpha: float = 0.9) -> dict[str, Any]:
+    summary = None if kept is None else {"dataset": "CIFAR10", "scores": "s.json", "scores_sha256": "ab" * 32,
+                                         "kept_per_class": np.bincount(LABELS[kept]).tolist()}
+    return plugin.describe_subset(LABELS, kept, BiLPConfig(alpha=alpha if kept is not None else 0.0), summary)
+
+
+def experts(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "replay_buffer_0.pt").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.parametrize("script", ["buffer", "distill"])
+def test_level2_is_refused_with_the_reason(script: str) -> None:
+    with pytest.raises(BiLPError, match=r"--bilp-beta must be 0 for MTT, got 0.1: MTT's trajectory-matching loss "
+                                        r"sees no real samples"):
+        plugin.check(mtt_args(script), BiLPConfig(beta=0.1), None)
+
+
+def test_pix_init_real_needs_ipc_kept_images_per_class() -> None:
+    args = mtt_args("distill", ipc=3)
+    plugin.check(args, BiLPConfig(alpha=0.9, criterion="random"), [3] * 10)
+    with pytest.raises(BiLPError, match=r"--pix_init real needs --ipc 3 .* keeps only 2"):
+        plugin.check(args, BiLPConfig(alpha=0.9, criterion="random"), [3] * 9 + [2])
+    plugin.check(mtt_args("distill", ipc=3, pix_init="noise"), BiLPConfig(alpha=0.9, criterion="random"), [2] * 10)
+
+
+def test_distill_without_scores_names_the_file_buffer_used(tmp_path: Path) -> None:
+    args = mtt_args("distill", buffer_path=str(tmp_path))
+    kept = np.arange(0, 200, 10)
+    plugin.record_subset(plugin.expert_dir(args), subset(kept), kept)
+    with pytest.raises(BiLPError, match=r"needs --bilp-scores FILE: pass the score file buffer.py used \(s.json"):
+        plugin.check(args, BiLPConfig(alpha=0.9), None)
+    plugin.check(args, BiLPConfig(alpha=0.9, criterion="random"), None)
+
+
+def test_expert_dir_follows_the_scripts_rule() -> None:
+    assert plugin.expert_dir(mtt_args("buffer")) == Path("buffers/CIFAR10_NO_ZCA/ConvNet")
+    assert plugin.expert_dir(mtt_args("distill", zca=True)) == Path("buffers/CIFAR10/ConvNet")
+    assert plugin.expert_dir(mtt_args("buffer", dataset="ImageNet", subset="imagewoof", res=64)) == Path(
+        "buffers/ImageNet/imagewoof/64/ConvNet")
+
+
+def test_buffer_records_the_subset_and_distill_accepts_only_it(tmp_path: Path) -> None:
+    folder = tmp_path / "experts"
+    kept = np.arange(0, 200, 10)
+    plugin.record_subset(folder, subset(kept), kept)
+    written = json.loads((folder / plugin.SUBSET_FILE).read_text())
+    assert written["kept"] == 20 and written["scores_sha256"] == "ab" * 32 and not written["full"]
+    assert np.array_equal(np.load(folder / plugin.KEPT_FILE), kept)
+    plugin.record_subset(experts(folder), subset(kept), kept)  # more experts of the same subset: fine
+    plugin.verify_subset(folder, subset(kept))
+    with pytest.raises(BiLPError, match=r"trained on 20 of 200 samples .* this distill.py run keeps the full set"):
+        plugin.verify_subset(folder, subset(None))
+    other = np.arange(1, 200, 10)
+    with pytest.raises(BiLPError, match=r"holds experts trained on 20 of 200 .* would add experts trained on 20 of"):
+        plugin.record_subset(folder, subset(other), other)
+
+
+def test_experts_without_record_are_the_full_set(tmp_path: Path) -> None:
+    folder = experts(tmp_path / "experts")
+    plugin.verify_subset(folder, subset(None))
+    kept = np.arange(0, 200, 10)
+    with pytest.raises(BiLPError, match=r"trained on the full set \(no bilp_subset.json: trained without --bilp\)"):
+        plugin.verify_subset(folder, subset(kept))
+    with pytest.raises(BiLPError, match=r"already holds experts trained without --bilp"):
+        plugin.record_subset(folder, subset(kept), kept)
+    plugin.record_subset(folder, subset(None), None)
+    assert json.loads((folder / plugin.SUBSET_FILE).read_text())["full"]
+
+
+def test_distill_without_experts_says_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(BiLPError, match=r"no experts in .*: run buffer.py with the same --bilp flags first"):
+        plugin.verify_subset(tmp_path / "none", subset(None))
+
+
+def test_bilp_values_survive_wandb_disabled_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """distill.py rebuilds ``args`` from ``wandb.config._items``. In disabled mode wandb still fills the config
+    (plain values kept, tuples turned into lists, other objects into their repr strings): every --bilp value is
+    a plain JSON value, so the rebuilt config is the one given."""
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ipc", type=int, default=1)
+    config_mod.add_arguments(parser)
+    args = parser.parse_args(["--bilp", "--bilp-alpha", "0.9", "--bilp-scores", "s.json", "--bilp-out", "rec",
+                              "--bilp-criterion", "stratum", "--bilp-stratum", "3"])
+    wandb.init(sync_tensorboard=False, project="DatasetDistillation", job_type="CleanRepo", config=args)
+    try:
+        rebuilt = type("", (), {})()
+        for key in wandb.config._items:
+            setattr(rebuilt, key, wandb.config._items[key])
+    finally:
+        wandb.finish()
+    assert rebuilt.bilp is True
+    assert config_mod.from_args(rebuilt) == config_mod.from_args(args)
+    assert all(type(getattr(rebuilt, k)) is type(v) for k, v in vars(args).items())
