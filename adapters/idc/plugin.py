@@ -20,7 +20,6 @@ decoded synthetic set exceeds ``--batch_syn_max`` all decoded images are used in
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import Any
 
 import numpy as np
@@ -30,8 +29,6 @@ from bilp_plugin import hookimpl, ite, runtime
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.step import MatchStep
-
-log = logging.getLogger("bilp")
 
 SEPARABLE_NETS = ("convnet", "resnet", "resnet_ap")
 COUPLING_NORMS = ("batch", "sn")
