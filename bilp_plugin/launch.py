@@ -5,8 +5,10 @@
 The upstreams reseed torch from the wall clock whenever they build a network and draw augmentation seeds from
 ``time.time()``; they never seed numpy. This launcher seeds ``random``, numpy and torch, optionally replaces
 ``time.time`` with a clock that advances a fixed step per call, optionally skips torchvision's CIFAR md5 check
-(the rebuilt CIFAR-10 cannot match it), then runs the script as ``__main__`` (its folder first on ``sys.path``, the current folder unchanged). Two launches
-with the same flags and the same script arguments give bit-identical runs on the same machine.
+(the rebuilt CIFAR-10 cannot match it), optionally redirects CUDA to the CPU (for upstreams that hard-code
+``.cuda()`` / ``device="cuda"``, when no GPU is present), then runs the script as ``__main__`` (its folder first on
+``sys.path``, the current folder unchanged). Two launches with the same flags and the same script arguments give
+bit-identical runs on the same machine.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 
 class FakeClock:
@@ -47,11 +50,45 @@ def skip_cifar_integrity() -> None:
     cifar.check_integrity = lambda *a, **k: True  # type: ignore[assignment]
 
 
+def _cpu(device: object) -> object:
+    """``device`` with any CUDA device (``"cuda"``, ``"cuda:1"``, ``torch.device("cuda")``, an index) as the CPU."""
+    if isinstance(device, torch.device):
+        return torch.device("cpu") if device.type == "cuda" else device
+    if isinstance(device, str) and device.startswith("cuda") or isinstance(device, int) and device >= 0:
+        return torch.device("cpu")
+    return device
+
+
+class CudaToCpu(TorchFunctionMode):
+    """A torch function mode that runs CUDA-only code on the CPU: ``Tensor.cuda()`` (hence ``Module.cuda()``)
+    returns the tensor, ``device=`` arguments and ``Tensor.to``'s device argument naming CUDA mean the CPU.
+    Values are those of the same code written for the CPU; nothing else changes."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        if func is torch.Tensor.cuda:
+            return args[0]
+        if "device" in kwargs:
+            kwargs["device"] = _cpu(kwargs["device"])
+        if func is torch.Tensor.to and len(args) > 1:
+            args = (args[0], _cpu(args[1]), *args[2:])
+        return func(*args, **kwargs)
+
+
+def cuda_to_cpu() -> None:
+    """Redirect CUDA to the CPU for the rest of the process (only where no GPU is present)."""
+    if torch.cuda.is_available():
+        return
+    CudaToCpu().__enter__()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bilp_plugin.launch", description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0, help="seed of random, numpy and torch")
     p.add_argument("--fake-clock", action="store_true", help="time.time advances 1 ms per call from a fixed start")
     p.add_argument("--skip-cifar-integrity", action="store_true", help="skip torchvision's CIFAR md5 check")
+    p.add_argument("--cuda-to-cpu", action="store_true",
+                   help="without a GPU, run code that hard-codes CUDA on the CPU (no effect when a GPU is present)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (same value: same sums)")
     p.add_argument("script", help="the upstream script")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments (after --)")
@@ -66,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         torch.set_num_threads(a.threads)
     if a.skip_cifar_integrity:
         skip_cifar_integrity()
+    if a.cuda_to_cpu:
+        cuda_to_cpu()
     seed_everything(a.seed)
     if a.fake_clock:
         time.time = FakeClock()  # type: ignore[assignment]

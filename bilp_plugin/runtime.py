@@ -63,13 +63,15 @@ class Session:
         if check is not None:
             check(self.args, self.config, kept_per_class)
 
-    def start_experiment(self, labels: Any, images: torch.Tensor | None, dataset: str | None) -> np.ndarray | None:
-        """Level 1 for a new experiment: the kept indices (``None`` when level 1 is off); resets level 2."""
+    def start_experiment(self, labels: Any, images: torch.Tensor | None, dataset: str | None,
+                         real: Any = None) -> np.ndarray | None:
+        """Level 1 for a new experiment: the kept indices (``None`` when level 1 is off); resets level 2.
+        ``real`` (the upstream's own real set) lets the adapter's ``real_images`` supply images to score."""
         first = self.record.new_experiment() == 0
         self.selector = LazySelector(self.config, self.manager, self.record.selection)
         label_array = np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64)
         if self.config.level1 and self.kept is None:
-            self.kept = self._level1(label_array, images, dataset)
+            self.kept = self._level1(label_array, images, dataset, real)
         if first:
             self._after_level1(label_array)
         return self.kept
@@ -82,8 +84,9 @@ class Session:
         if after is not None:
             after(self.args, self.config, labels, self.kept, self.level1_summary)
 
-    def _level1(self, labels: np.ndarray, images: torch.Tensor | None, dataset: str | None) -> np.ndarray:
-        score_file = None if self.config.criterion == "random" else self._scores(labels, images, dataset)
+    def _level1(self, labels: np.ndarray, images: torch.Tensor | None, dataset: str | None,
+                real: Any = None) -> np.ndarray:
+        score_file = None if self.config.criterion == "random" else self._scores(labels, images, dataset, real)
         kept = preemptive.select(score_file.scores if score_file else None, labels, self.config.alpha,
                                  self.config.criterion, self.config.seed, self.config.stratum)
         summary = preemptive.summary(
@@ -98,10 +101,14 @@ class Session:
                  self.config.criterion, self.config.alpha)
         return kept
 
-    def _scores(self, labels: np.ndarray, images: torch.Tensor | None, dataset: str | None) -> ScoreFile:
+    def _scores(self, labels: np.ndarray, images: torch.Tensor | None, dataset: str | None,
+                real: Any = None) -> ScoreFile:
         from bilp_plugin import scores as score_io
         from bilp_plugin.datasets import RealSet
 
+        real_images = getattr(self.adapter, "real_images", None)
+        if self.config.scores is None and images is None and real is not None and real_images is not None:
+            images = real_images(real, dataset)  # only when scoring on the fly: it may load the whole set
         if self.config.scores is None and images is None:
             raise BiLPError("level 1 needs --bilp-scores FILE here (this upstream passes no images to score)")
         scoring = ScoringConfig(scores_path=self.config.scores, epochs=self.config.score_epochs,
@@ -141,11 +148,12 @@ def prune_real(args: Any, real: Any, labels: Any, *, upstream: str, dataset: str
 
     Call it where the upstream has materialised its real set, once per experiment. ``labels`` is the label of
     every training sample in dataset order; ``images`` (optional) lets level 1 score on the fly when no
-    ``--bilp-scores`` file is given. Starts a new experiment for level 2.
+    ``--bilp-scores`` file is given (without it, the adapter's optional ``real_images(real, dataset)`` is asked).
+    Starts a new experiment for level 2.
     """
     if not enabled(args):
         return real
-    kept = session(args, upstream).start_experiment(labels, images, dataset)
+    kept = session(args, upstream).start_experiment(labels, images, dataset, real)
     return real if kept is None else restrict(real, kept)
 
 
