@@ -20,7 +20,7 @@ Adapters supply the pieces (per-sample statistics, ``h``, the upstream's distanc
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -255,17 +255,23 @@ def ite_norms(ite: torch.Tensor) -> torch.Tensor:
     return ite.reshape(ite.shape[0], -1).norm(dim=1)
 
 
+_warned: set[str] = set()
+
+
 def ite(loss: SeparableLoss, syn: torch.Tensor, method: str, chunk: int | None = -1) -> torch.Tensor:
     """The ITE norms by ``method`` (``exact``, ``taylor``, ``taylor-sum``): what ``meta_grad`` returns.
 
-    A Taylor request on a distance whose Taylor ITE vanishes falls back to the exact ITE, with a log line."""
+    A Taylor request on a distance whose Taylor ITE vanishes falls back to the exact ITE, with a log line (once
+    per distance and process)."""
     if method == "exact":
         return ite_norms(ite_exact(loss, syn, chunk))
     if method not in ("taylor", "taylor-sum"):
         raise BiLPError(f"unknown ITE method {method!r}: use exact, taylor or taylor-sum")
     if loss.distance.taylor_vanishes:
-        log.warning("the Taylor ITE of %s vanishes (zero second derivative): using the exact ITE instead",
-                    loss.distance.name)
+        if loss.distance.name not in _warned:
+            log.warning("the Taylor ITE of %s vanishes (zero second derivative): using the exact ITE instead",
+                        loss.distance.name)
+            _warned.add(loss.distance.name)
         return ite_norms(ite_exact(loss, syn, chunk))
     return ite_norms(ite_taylor(loss, syn, sum_form=method == "taylor-sum", chunk=chunk))
 
@@ -274,7 +280,3 @@ def leaf(syn: torch.Tensor) -> torch.Tensor:
     """A detached copy of the synthetic rows that requires grad: the tensor the ITE is taken with respect to."""
     return syn.detach().clone().requires_grad_(True)
 
-
-def select_params(stats: Stats, keep: Sequence[bool]) -> Stats:
-    """The statistics of the parameters flagged in ``keep`` (layer selection)."""
-    return tuple(s for s, k in zip(stats, keep) if k)
