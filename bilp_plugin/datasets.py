@@ -4,13 +4,13 @@ Every loader returns a :class:`RealSet`: float32 images ``N x C x H x W``, scale
 channel with the mean/std DatasetCondensation's ``utils.get_dataset`` uses (bit-for-bit what its
 ``ToTensor() + Normalize(mean, std)`` transform gives), and int64 labels. Score files rely on the order.
 
-* ``digits``: scikit-learn's ``load_digits`` (1 x 8 x 8, pixel values / 16; no files needed; scikit-learn is an
-  optional dependency). It has no official split, so ours is fixed: train = samples 0..1499, test = 1500..1796,
-  in scikit-learn's order; mean/std (0.3051, 0.3750) are those of the train split.
-* ``mnist``, ``fashion-mnist``: torchvision layouts ``<root>/MNIST/raw``, ``<root>/FashionMNIST/raw`` (the four
-  uncompressed idx files), read through torchvision's ``.data``/``.targets``.
-* ``cifar10``: ``<root>/cifar-10-batches-py``, read from the pickle batches directly (no md5 check, so the rebuilt
-  copy loads); the order equals ``torchvision.datasets.CIFAR10``'s.
+* ``digits``: scikit-learn's ``load_digits`` (1 x 8 x 8, pixel values / 16; no files needed; scikit-learn is
+  an optional dependency). It has no official split, so ours is fixed: train = samples 0..1499, test =
+  1500..1796, in scikit-learn's order; mean/std (0.3051, 0.3750) are those of the train split.
+* ``mnist``, ``fashion-mnist``: torchvision layouts ``<root>/MNIST/raw``, ``<root>/FashionMNIST/raw`` (the
+  four uncompressed idx files), read through torchvision's ``.data``/``.targets``.
+* ``cifar10``: ``<root>/cifar-10-batches-py``, read from the pickle batches directly (no md5 check, so the
+  rebuilt copy loads); the order equals ``torchvision.datasets.CIFAR10``'s.
 * ``cifar100``, ``svhn``: through torchvision with ``download=False`` (``<root>/cifar-100-python``,
   ``<root>/{train,test}_32x32.mat``; SVHN needs scipy).
 """
@@ -46,7 +46,7 @@ _STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...], int]] = {
 
 @dataclass
 class RealSet:
-    """A real image set: normalised float32 images ``N x C x H x W`` and int64 labels, in torchvision order."""
+    """A real image set: normalised float32 images ``N x C x H x W``, int64 labels, in torchvision order."""
 
     name: str
     images: torch.Tensor
@@ -69,7 +69,8 @@ class RealSet:
     def subset(self, indices: Any) -> RealSet:
         """The samples at ``indices`` (in that order), same name, classes and normalisation."""
         index = torch.as_tensor(indices, dtype=torch.int64)
-        return RealSet(self.name, self.images[index], self.labels[index], self.num_classes, self.mean, self.std)
+        return RealSet(self.name, self.images[index], self.labels[index], self.num_classes, self.mean,
+                       self.std)
 
 
 def canonical_name(name: str) -> str:
@@ -105,8 +106,8 @@ def load_dataset(name: str, root: str | None = None, train: bool = True) -> Real
 
 
 def _unit(pixels: Any) -> torch.Tensor:
-    """uint8 ``N x C x H x W`` -> float32 in [0, 1], as torchvision's ``ToTensor`` computes it."""
-    return torch.as_tensor(np.ascontiguousarray(pixels)).to(torch.float32).div_(255)
+    """uint8 ``N x C x H x W`` -> contiguous float32 in [0, 1], as torchvision's ``ToTensor`` computes it."""
+    return torch.as_tensor(pixels).contiguous().to(torch.float32).div_(255)
 
 
 def _require(folder: Path, files: list[str], fix: str) -> None:
@@ -143,7 +144,8 @@ def _mnist_like(folder: str, fix: str) -> Callable[[Path, bool], tuple[torch.Ten
 def _cifar10(root: Path, train: bool) -> tuple[torch.Tensor, np.ndarray]:
     folder = root / "cifar-10-batches-py"
     files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-    _require(folder, files, f"run `{LAYOUT_TOOL}` with DIR={root}, or extract cifar-10-python.tar.gz into {root}")
+    _require(folder, files,
+             f"run `{LAYOUT_TOOL}` with DIR={root}, or extract cifar-10-python.tar.gz into {root}")
     pixels, labels = [], []
     for file in files:
         with open(folder / file, "rb") as f:
@@ -166,7 +168,8 @@ def _svhn(root: Path, train: bool) -> tuple[torch.Tensor, Any]:
     from torchvision import datasets
 
     split = "train" if train else "test"
-    _require(root, [f"{split}_32x32.mat"], f"put {split}_32x32.mat (ufldl.stanford.edu/housenumbers) into {root}")
+    _require(root, [f"{split}_32x32.mat"],
+             f"put {split}_32x32.mat (ufldl.stanford.edu/housenumbers) into {root}")
     data = _torchvision(lambda: datasets.SVHN(str(root), split=split, download=False), root)
     return _unit(data.data), data.labels
 

@@ -15,7 +15,7 @@ from bilp_plugin.errors import BiLPError
 
 
 class ConvNet(nn.Module):
-    """ConvNet-``depth`` of ``width`` channels for ``channel`` x ``im_size`` inputs and ``num_classes`` outputs."""
+    """ConvNet-``depth`` of ``width`` channels: ``channel`` x ``im_size`` inputs, ``num_classes`` outputs."""
 
     def __init__(self, channel: int, num_classes: int, width: int = 128, depth: int = 3,
                  im_size: tuple[int, int] = (32, 32)) -> None:

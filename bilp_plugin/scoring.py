@@ -1,11 +1,12 @@
 """Level 1 scores by empirical loss (METHOD.md "Level 1"), the default ``score_samples``, and ``bilp score``.
 
-Train the ConvNet on the full real set (SGD with momentum and weight decay, no augmentation) and score each sample
-by its cross-entropy. ``mode="mean"``: the per-sample loss of the training forward pass itself, averaged over
-epochs, so scoring costs what training costs. ``mode="final"``: the loss of the trained network in eval mode. Both
-average over ``trials`` runs with seeds ``seed .. seed + trials - 1``. Each trial initialises the network under its
-seed (inside ``torch.random.fork_rng``) and shuffles with its own ``torch.Generator``, so scores are reproducible
-and the caller's global RNG state is left untouched. Lower score = more valuable; level 1 prunes the largest.
+Train the ConvNet on the full real set (SGD with momentum and weight decay, no augmentation) and score
+each sample by its cross-entropy. ``mode="mean"``: the per-sample loss of the training forward pass itself,
+averaged over epochs, so scoring costs what training costs. ``mode="final"``: the loss of the trained network
+in eval mode. Both average over ``trials`` runs with seeds ``seed .. seed + trials - 1``. Each trial
+initialises the network under its seed (inside ``torch.random.fork_rng``) and shuffles with its own
+``torch.Generator``, so scores are reproducible and the caller's global RNG state is left untouched.
+Lower score = more valuable; level 1 prunes the largest.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -31,7 +31,7 @@ POSTFIX_EVERY = 20  # batches between loss read-outs for the progress bar (each 
 
 
 def empirical_loss(dataset: RealSet, config: ScoringConfig) -> scores.ScoreFile:
-    """Score every sample of ``dataset`` by its cross-entropy (see the module docstring); float64, dataset order."""
+    """Score every sample of ``dataset`` by its cross-entropy (module docstring); float64, dataset order."""
     device = check_config(config)
     start = time.perf_counter()
     images, labels = dataset.images.to(device), dataset.labels.to(device)
@@ -40,12 +40,13 @@ def empirical_loss(dataset: RealSet, config: ScoringConfig) -> scores.ScoreFile:
               disable=not config.progress) as bar:
         runs = [_trial(dataset, images, labels, config, config.seed + t, bar) for t in range(config.trials)]
     values = torch.stack(runs).mean(0).cpu().numpy()
-    meta = scores.dataset_meta(dataset.name, dataset.labels.numpy())
+    label_array = dataset.labels.cpu().numpy()
+    meta = scores.dataset_meta(dataset.name, label_array)
     meta.update(model="convnet", width=config.model_width, depth=config.model_depth, epochs=config.epochs,
                 trials=config.trials, mode=config.mode, seed=config.seed, lr=config.lr,
                 momentum=config.momentum, weight_decay=config.weight_decay, batch_size=config.batch_size,
                 elapsed_s=round(time.perf_counter() - start, 3), device=str(device))
-    return scores.ScoreFile(values.astype(np.float64), dataset.labels.numpy().astype(np.int64), meta)
+    return scores.ScoreFile(values, label_array, meta)
 
 
 @hookimpl(trylast=True)
@@ -100,7 +101,7 @@ def _trial(dataset: RealSet, images: torch.Tensor, labels: torch.Tensor, config:
             if config.mode == "mean":
                 total.index_add_(0, index, losses.detach().double())
             bar.update(len(index))
-            if step % POSTFIX_EVERY == 0:
+            if step % POSTFIX_EVERY == 0 and not bar.disable:
                 bar.set_postfix(trial=seed - config.seed, epoch=epoch, loss=f"{losses.mean().item():.3f}")
     if config.mode == "final":
         return _eval_losses(model, images, labels, config.batch_size)
@@ -111,11 +112,11 @@ def _trial(dataset: RealSet, images: torch.Tensor, labels: torch.Tensor, config:
 def _eval_losses(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
     model.eval()
     return torch.cat([F.cross_entropy(model(x), y, reduction="none").double()
-                      for x, y in zip(images.split(batch_size), labels.split(batch_size))])
+                      for x, y in zip(images.split(batch_size), labels.split(batch_size), strict=True)])
 
 
 def score_command(args: argparse.Namespace) -> int:
-    """``bilp score``: score ``--dataset`` and write ``--out`` (.npz); refuses to overwrite without ``--force``."""
+    """``bilp score``: score ``--dataset``, write ``--out`` (.npz); never overwrites without ``--force``."""
     out = Path(args.out)
     if out.suffix != ".npz":
         raise BiLPError(f"--out must name a .npz file, got {args.out}")
@@ -123,9 +124,9 @@ def score_command(args: argparse.Namespace) -> int:
         raise BiLPError(f"--out {out} exists: pass --force to overwrite it")
     if args.model != "convnet":
         raise BiLPError(f"--model must be convnet (the only scoring model), got {args.model!r}")
-    config = ScoringConfig(model_width=args.width, model_depth=args.depth, epochs=args.epochs, trials=args.trials,
-                           batch_size=args.batch_size, lr=args.lr, mode=args.mode, seed=args.seed,
-                           device=args.device)
+    config = ScoringConfig(model_width=args.width, model_depth=args.depth, epochs=args.epochs,
+                           trials=args.trials, batch_size=args.batch_size, lr=args.lr, mode=args.mode,
+                           seed=args.seed, device=args.device)
     check_config(config)
     dataset = load_dataset(args.dataset, args.data_root)
     score_file = get_manager().score_samples(dataset, config)

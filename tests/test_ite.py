@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 import statistics
 from collections.abc import Callable
 import pytest
@@ -19,7 +20,7 @@ from bilp_plugin import adaptive, ite
 from bilp_plugin.datasets import RealSet, load_dataset
 from bilp_plugin.models import ConvNet
 
-WIDTH, BATCH, BATCHES, CLS = 32, 64, 5, 3
+WIDTH, BATCH, BATCHES, CLS = 16, 64, 5, 3
 
 
 Prepared = tuple[str, ConvNet, list[tuple[torch.Tensor, torch.Tensor]]]
@@ -75,13 +76,16 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
                                       ite.idc_distance("mse"), ite.idc_distance("l1"),
                                       ite.idc_distance("mse", bias=True, fc=True)], ids=lambda d: d.name)
 def test_factored_exact_equals_the_definition(prepared: Prepared, distance: ite.Distance) -> None:
+    """In float64, so that the reference's own cancellation (B + 1 large meta gradients, differences of size
+    1/B) does not hide the comparison; float32 agrees to about 1e-3 relative for the same reason."""
     _, net, batches = prepared
-    real, syn = batches[0]
-    real = real[:24]
+    net = copy.deepcopy(net).double()
+    real, syn = (t.double() for t in batches[0])
+    real = real[:16]
     loss, meta = _gradient_matching(net, real, distance)
     exact = ite.ite_exact(loss, ite.leaf(syn))
     naive = ite.ite_naive(meta, real, ite.leaf(syn))
-    assert _relative(exact, naive) < 1e-4
+    assert _relative(exact, naive) < 1e-9
 
 
 def test_distribution_matching_taylor_equals_exact_equals_definition(prepared: Prepared) -> None:
@@ -119,7 +123,9 @@ def test_taylor_ranks_like_exact_for_gradient_matching(prepared: Prepared, metri
     assert statistics.mean(disagreements) <= 0.10
 
 
-def test_taylor_of_l1_falls_back_to_exact(caplog: pytest.LogCaptureFixture) -> None:
+def test_taylor_of_l1_falls_back_to_exact(caplog: pytest.LogCaptureFixture,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bilp_plugin.ite._warned", set())  # the fallback is logged once per process
     torch.manual_seed(0)
     net = ConvNet(1, 10, width=8, depth=2, im_size=(8, 8))
     real, syn = torch.randn(6, 1, 8, 8), ite.leaf(torch.randn(2, 1, 8, 8))
