@@ -69,6 +69,7 @@ def run(tree: Path, cwd: Path, data: Path, extra: list[str] = ()) -> tuple[torch
 
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    pytest.importorskip("kornia", reason="IDM's utils.py imports kornia: pip install kornia")
     base = tmp_path_factory.mktemp("idm")
     return {"bare": materialise("idm", base / "bare", upto=0), "patched": materialise("idm", base / "patched")}
 

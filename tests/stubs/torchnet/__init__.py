@@ -2,7 +2,7 @@
 
 The real ``torchnet`` pulls ``visdom``, which does not build with current setuptools. Put ``tests/stubs`` on
 ``PYTHONPATH`` to run IDM's scripts without it. The meter's values feed IDM's synthetic-CE weight, so the
-stand-in reproduces torchnet 0.0.4's arithmetic (tested in ``tests/adapters/test_idm_stubs.py``).
+stand-in reproduces torchnet 0.0.4's arithmetic (tested in ``tests/test_adapter_idm.py``).
 """
 
 from torchnet import meter
