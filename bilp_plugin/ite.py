@@ -180,7 +180,23 @@ class SeparableLoss:
 
 
 def _vjp(outputs: Stats, syn: torch.Tensor, cotangents: Stats, chunk: int | None) -> torch.Tensor:
-    """``J^T c_i`` for every row ``i`` of the cotangents: batched in chunks (``chunk=1``: a plain loop)."""
+    """``J^T c_i`` for every row ``i`` of the cotangents. With more rows than the outputs have elements (DM/IDM
+    with a large real batch: ``B`` rows, a ``d``-dimensional mean embedding, ``B > d``), ``J`` itself is built
+    from ``d`` products and the rows are one matrix product; otherwise one product per row."""
+    b = int(cotangents[0].shape[0])
+    n_out = sum(int(o.numel()) for o in outputs)
+    if b > n_out:
+        eye = torch.eye(n_out, dtype=cotangents[0].dtype, device=cotangents[0].device)
+        basis = tuple(part.reshape(n_out, *o.shape) for part, o in
+                      zip(eye.split([int(o.numel()) for o in outputs], dim=1), outputs))
+        jac = _vjp_rows(outputs, syn, basis, chunk).reshape(n_out, -1)
+        flat = torch.cat([c.reshape(b, -1) for c in cotangents], dim=1)
+        return (flat @ jac).reshape(b, *syn.shape)
+    return _vjp_rows(outputs, syn, cotangents, chunk)
+
+
+def _vjp_rows(outputs: Stats, syn: torch.Tensor, cotangents: Stats, chunk: int | None) -> torch.Tensor:
+    """``J^T c_i``, one product per row: batched in chunks (``chunk=1``: a plain loop)."""
     b = int(cotangents[0].shape[0])
     step = b if chunk is None else max(1, chunk)
     parts = []
