@@ -148,11 +148,18 @@ def per_sample_grads(net: torch.nn.Module, images: torch.Tensor, labels: torch.T
 
 def synthetic_grads(net: torch.nn.Module, labels: torch.Tensor) -> Callable[[torch.Tensor], Stats]:
     """``h(S)`` for gradient matching: the gradient of the mean cross-entropy of ``net(S)`` w.r.t. the
-    parameters, with ``create_graph=True`` so it can be differentiated w.r.t. ``S``."""
-    params = list(net.parameters())
+    parameters (``net.parameters()`` order), as a pure function of ``S``: differentiable by autograd and by
+    ``torch.func`` transforms alike."""
+    names = [n for n, _ in net.named_parameters()]
+    params = {n: p.detach() for n, p in net.named_parameters()}
+    buffers = {n: b.detach() for n, b in net.named_buffers()}
+
+    def loss(p: dict[str, torch.Tensor], syn: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(net, (p, buffers), (syn,)), labels)
 
     def h(syn: torch.Tensor) -> Stats:
-        return tuple(torch.autograd.grad(F.cross_entropy(net(syn), labels), params, create_graph=True))
+        g = grad(loss)(params, syn)
+        return tuple(g[n] for n in names)
 
     return h
 
@@ -179,40 +186,58 @@ class SeparableLoss:
         return tuple((b * g.mean(0, keepdim=True) - g) / (b - 1) for g in self.real_stats)
 
 
-def _vjp(outputs: Stats, syn: torch.Tensor, cotangents: Stats, chunk: int | None) -> torch.Tensor:
-    """``J^T c_i`` for every row ``i`` of the cotangents. With more rows than the outputs have elements (DM/IDM
-    with a large real batch: ``B`` rows, a ``d``-dimensional mean embedding, ``B > d``), ``J`` itself is built
-    from ``d`` products and the rows are one matrix product; otherwise one product per row."""
+def _rows_batched(fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, cotangents: Stats,
+                  chunk: int | None) -> torch.Tensor:
+    """``J^T c_i`` for every row: one ``torch.func.vjp`` of ``fn``, its pullback vmapped over the rows."""
+    _, pullback = torch.func.vjp(fn, syn.detach())
+    return vmap(pullback, chunk_size=chunk)(cotangents)[0]
+
+
+def _rows_looped(fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, cotangents: Stats) -> torch.Tensor:
+    """``J^T c_i`` for every row by plain autograd, one product per row (works for any differentiable ``fn``)."""
+    s = leaf(syn)
+    pairs = [(o, c) for o, c in zip(fn(s), cotangents) if o.requires_grad]  # outputs that never see S drop out
+    outputs = tuple(o for o, _ in pairs)
     b = int(cotangents[0].shape[0])
-    n_out = sum(int(o.numel()) for o in outputs)
+    return torch.stack([torch.autograd.grad(outputs, s, tuple(c[i] for _, c in pairs), retain_graph=i + 1 < b)[0]
+                        for i in range(b)])
+
+
+def _pullbacks(fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, cotangents: Stats,
+               chunk: int | None) -> torch.Tensor:
+    """Batched where this torch can vmap ``fn`` (one pass for all rows), else looped, with a log line once."""
+    if chunk == 1:
+        return _rows_looped(fn, syn, cotangents)
+    try:
+        return _rows_batched(fn, syn, cotangents, chunk)
+    except RuntimeError as err:
+        if "batched" not in _warned:
+            log.warning("vmapped vector-Jacobian products failed here (%s): one product per row instead", err)
+            _warned.add("batched")
+        return _rows_looped(fn, syn, cotangents)
+
+
+def _vjp(fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, cotangents: Stats,
+         chunk: int | None) -> torch.Tensor:
+    """``J^T c_i`` for every row ``i`` of the cotangents, ``J`` the Jacobian of ``fn`` at ``syn``. With more rows
+    than ``fn`` has outputs (DM/IDM with a large real batch: ``B`` rows, a ``d``-dimensional mean embedding,
+    ``B > d``), ``J`` itself is built from ``d`` products and the rows are one matrix product."""
+    b = int(cotangents[0].shape[0])
+    sizes = [int(c[0].numel()) for c in cotangents]
+    n_out = sum(sizes)
     if b > n_out:
         eye = torch.eye(n_out, dtype=cotangents[0].dtype, device=cotangents[0].device)
-        basis = tuple(part.reshape(n_out, *o.shape) for part, o in
-                      zip(eye.split([int(o.numel()) for o in outputs], dim=1), outputs))
-        jac = _vjp_rows(outputs, syn, basis, chunk).reshape(n_out, -1)
+        basis = tuple(part.reshape(n_out, *c.shape[1:]) for part, c in zip(eye.split(sizes, dim=1), cotangents))
+        jac = _pullbacks(fn, syn, basis, chunk).reshape(n_out, -1)
         flat = torch.cat([c.reshape(b, -1) for c in cotangents], dim=1)
         return (flat @ jac).reshape(b, *syn.shape)
-    return _vjp_rows(outputs, syn, cotangents, chunk)
-
-
-def _vjp_rows(outputs: Stats, syn: torch.Tensor, cotangents: Stats, chunk: int | None) -> torch.Tensor:
-    """``J^T c_i``, one product per row: batched in chunks (``chunk=1``: a plain loop)."""
-    b = int(cotangents[0].shape[0])
-    step = b if chunk is None else max(1, chunk)
-    parts = []
-    for start in range(0, b, step):
-        rows = tuple(c[start:start + step] for c in cotangents)
-        retain = start + step < b
-        if step == 1:
-            parts.append(torch.autograd.grad(outputs, syn, tuple(r[0] for r in rows), retain_graph=retain)[0][None])
-        else:
-            parts.append(torch.autograd.grad(outputs, syn, rows, retain_graph=retain, is_grads_batched=True)[0])
-    return torch.cat(parts)
+    return _pullbacks(fn, syn, cotangents, chunk)
 
 
 def default_chunk(device: torch.device) -> int | None:
-    """Batched vector-Jacobian products pay off on GPUs; on CPUs a plain loop is faster (UPSTREAMS.md)."""
-    return 64 if device.type == "cuda" else 1
+    """How many rows one vmapped product takes (bounds its memory: each row holds the activations of the
+    synthetic batch's double backward): 64 on a GPU, 16 on a CPU."""
+    return 64 if device.type == "cuda" else 16
 
 
 def _check_batch(loss: SeparableLoss) -> None:
@@ -221,17 +246,17 @@ def _check_batch(loss: SeparableLoss) -> None:
 
 
 def ite_exact(loss: SeparableLoss, syn: torch.Tensor, chunk: int | None = -1) -> torch.Tensor:
-    """Factored exact ITE, ``(B, *syn.shape)``. ``syn`` must be a leaf that requires grad.
-    ``chunk=-1`` picks by device (:func:`default_chunk`), ``None`` batches all rows at once."""
+    """Factored exact ITE, ``(B, *syn.shape)``. ``chunk``: rows per vmapped product (``-1``: by device, see
+    :func:`default_chunk`; ``None``: all rows at once; ``1``: a plain autograd loop)."""
     _check_batch(loss)
     chunk = default_chunk(syn.device) if chunk == -1 else chunk
-    h = loss.synthetic(syn)
-    h_fixed = tuple(t.detach() for t in h)
+    with torch.no_grad():
+        h_fixed = tuple(t.detach() for t in loss.synthetic(syn.detach()))
     d_dh = grad(lambda hh, gg: loss.distance(hh, gg), argnums=0)
     full = d_dh(h_fixed, loss.aggregate())
     without = vmap(d_dh, in_dims=(None, 0))(h_fixed, loss.leave_one_out())
     cotangents = tuple(f.unsqueeze(0) - w for f, w in zip(full, without))
-    return _vjp(h, syn, cotangents, chunk)
+    return _vjp(loss.synthetic, syn, cotangents, chunk)
 
 
 def ite_taylor(loss: SeparableLoss, syn: torch.Tensor, sum_form: bool = False,
@@ -242,16 +267,18 @@ def ite_taylor(loss: SeparableLoss, syn: torch.Tensor, sum_form: bool = False,
         raise BiLPError(f"the Taylor ITE of {loss.distance.name} is identically zero (its second derivative "
                         "vanishes): use the exact ITE (--bilp-ite exact)")
     chunk = default_chunk(syn.device) if chunk == -1 else chunk
-    g_leaf = tuple(g.detach().requires_grad_(True) for g in loss.aggregate())
-    v = torch.autograd.grad(loss.distance(loss.synthetic(syn), g_leaf), g_leaf, create_graph=True,
-                            allow_unused=True)
+    aggregate = tuple(g.detach() for g in loss.aggregate())
+
+    def v(s: torch.Tensor) -> Stats:
+        """``dL/dG`` at the batch's aggregate, as a function of ``S``."""
+        return tuple(grad(lambda gg: loss.distance(loss.synthetic(s), gg))(aggregate))
+
     b = loss.batch_size
     if sum_form:
         change = tuple(g.detach() for g in loss.real_stats)
     else:
         change = tuple((g - g.mean(0, keepdim=True)) / (b - 1) for g in loss.real_stats)
-    used = [(vi, ci) for vi, ci in zip(v, change) if vi is not None]  # layers the distance ignores drop out
-    return _vjp(tuple(vi for vi, _ in used), syn, tuple(ci for _, ci in used), chunk)
+    return _vjp(v, syn, change, chunk)
 
 
 def ite_naive(meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], real: torch.Tensor,

@@ -32,7 +32,9 @@ def test_jacobian_path_equals_rows_path_and_leave_one_out(batch: int) -> None:
         torch.testing.assert_close(ite.ite_exact(loss, ite.leaf(syn), chunk=chunk), reference, rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(ite.ite_taylor(loss, ite.leaf(syn), chunk=chunk), reference, rtol=1e-9,
                                    atol=1e-12)
-    leaf = ite.leaf(syn)
     cot = tuple(torch.randn(batch, 2, generator=g, dtype=torch.float64) for _ in range(2))
-    torch.testing.assert_close(ite._vjp(loss.synthetic(leaf), leaf, cot, 1),
-                               ite._vjp_rows(loss.synthetic(leaf), leaf, cot, 1), rtol=1e-12, atol=1e-14)
+    rows = ite._rows_looped(loss.synthetic, syn, cot)
+    for chunk in (1, None):
+        torch.testing.assert_close(ite._vjp(loss.synthetic, syn, cot, chunk), rows, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(ite._rows_batched(loss.synthetic, syn, cot, chunk), rows, rtol=1e-12,
+                                   atol=1e-14)
