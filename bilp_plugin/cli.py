@@ -1,4 +1,4 @@
-"""Command line: ``bilp plugins|score|prune`` and ``bilp-apply``. Parsers only; the work lives in the modules."""
+"""Command line: ``bilp plugins|score|prune|demo|report|sweep`` and ``bilp-apply``. Parsers only; the work lives in the modules."""
 
 from __future__ import annotations
 
@@ -36,6 +36,24 @@ def _prune(args: argparse.Namespace) -> int:
     from bilp_plugin.preemptive import prune_command
 
     return prune_command(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bilp_plugin.demo import demo_command
+
+    return demo_command(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bilp_plugin.report import report_command
+
+    return report_command(args)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from bilp_plugin.sweep import sweep_command
+
+    return sweep_command(args)
 
 
 def _add_data_flags(p: argparse.ArgumentParser, required: bool) -> None:
@@ -86,6 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "summary is written beside it")
     p.add_argument("--force", action="store_true", help="overwrite outputs that exist")
     p.set_defaults(run=_prune)
+
+    from bilp_plugin import demo, sweep
+
+    p = sub.add_parser("demo", help="score, prune, distill with and without BiLP, evaluate, compare, report",
+                       description=demo.__doc__.splitlines()[0])
+    demo.add_arguments(p)
+    p.set_defaults(run=_demo)
+
+    p = sub.add_parser("report", help="Markdown summary and PNG plots from run records")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run-record folders, or folders above them")
+    p.add_argument("--out", default="bilp_report", help="folder for report.md and the PNGs")
+    p.set_defaults(run=_report)
+
+    p = sub.add_parser("sweep", help="largest alpha whose accuracy stays within the baseline's std, by loss and "
+                                     "by random selection (resumable)")
+    sweep.add_arguments(p)
+    p.set_defaults(run=_sweep)
     return parser
 
 
