@@ -1,4 +1,5 @@
-"""Command line: ``bilp plugins|score|prune|demo|report|sweep`` and ``bilp-apply``. Parsers only; the work lives in the modules."""
+"""Command line: ``bilp plugins|score|prune|demo|report|sweep`` and ``bilp-apply``. Parsers only; the work lives
+in the modules."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plugins", help="list registered plugins and the hooks each implements")
-    p.add_argument("--adapter", action="append", choices=("dc", "mtt", "idc", "idm"),
+    p.add_argument("--adapter", action="append", choices=("builtin", "dc", "mtt", "idc", "idm"),
                    help="also register this upstream's adapter (needs the upstream on sys.path to run it)")
     p.set_defaults(run=_plugins)
 
