@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+
 from bilp_plugin import host as builtin_host
 from bilp_plugin import scores as score_io
 from bilp_plugin.config import ScoringConfig
@@ -149,6 +151,7 @@ def score_file(args: argparse.Namespace, out: Path) -> Path:
     if path.exists():
         return path.resolve()
     dataset = load_dataset(args.dataset, args.data_root)
+    torch.set_num_threads(max(1, args.jobs * args.threads))  # scoring has the machine to itself
     config = ScoringConfig(model_width=args.width, epochs=args.score_epochs, progress=False)
     log.info("scoring %s (%d samples, %d epochs)", dataset.name, len(dataset), args.score_epochs)
     score_io.save(path, get_manager().score_samples(dataset, config))

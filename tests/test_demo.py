@@ -119,8 +119,10 @@ def test_demo_writes_table_records_and_report_and_never_overwrites(tmp_path: Pat
     assert main(["demo", *TINY_DEMO, "--out", str(out)]) == 2
     assert "pass --force" in capsys.readouterr().err
     (out / "results.md").write_text("old")
-    assert main(["demo", *TINY_DEMO, "--out", str(out), "--force"]) == 0
+    assert main(["demo", *TINY_DEMO, "--out", str(out), "--force", "--jobs", "2"]) == 0  # two processes
     assert (out / "results.md").read_text() != "old"
+    again = json.loads((out / "results.json").read_text())
+    assert [r["accuracy_mean"] for r in again["rows"]] == [r["accuracy_mean"] for r in results["rows"]]
 
 
 def test_force_never_removes_a_folder_that_is_not_a_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -182,8 +184,12 @@ def test_demo_on_the_patched_dc_upstream(tmp_path: Path, mnist_root: Path,
     reason = upstream_dc.unavailable("mnist")
     if reason is not None:
         pytest.skip(f"--host dc is not available here: {reason}")
+    labels = load_dataset("mnist", str(mnist_root)).labels.numpy()
+    fake = scores.ScoreFile(np.random.default_rng(0).random(len(labels)), labels,
+                            scores.dataset_meta("mnist", labels))
+    scores.save(tmp_path / "scores.npz", fake)  # scoring MNIST is not what this test is about
     assert main(["demo", "--host", "dc", "--dataset", "mnist", "--data-root", str(mnist_root), "--iterations", "2",
-                 "--seeds", "0", "--eval-models", "1", "--eval-epochs", "2", "--score-epochs", "1",
+                 "--seeds", "0", "--eval-models", "1", "--eval-epochs", "2", "--scores", str(tmp_path / "scores.npz"),
                  "--batch-real", "16", "--no-strata", "--out", str(tmp_path / "demo")]) == 0
     assert "dc host" in capsys.readouterr().out
     result = json.loads((tmp_path / "demo" / "runs" / "level12-s0" / "result.json").read_text())
