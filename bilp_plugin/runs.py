@@ -81,6 +81,7 @@ def add_host_flags(p: argparse.ArgumentParser, iterations: int, seeds: str) -> N
     p.add_argument("--seeds", default=seeds, help="comma-separated distillation seeds")
     p.add_argument("--scores", default=None, help="level-1 score file to use instead of scoring the dataset")
     p.add_argument("--score-epochs", type=int, default=10, help="epochs of empirical-loss scoring")
+    p.add_argument("--device", default="cpu", help="device of the built-in host and of scoring (dc picks its own)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="runs in parallel (processes; default: min(2, CPUs))")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
@@ -114,7 +115,8 @@ class BuiltinHost:
         self.base = ["--method", args.method, "--dataset", args.dataset, "--ipc", str(args.ipc),
                      "--iterations", str(args.iterations), "--batch-real", str(args.batch_real),
                      "--width", str(args.width), "--eval-models", str(args.eval_models),
-                     "--eval-epochs", str(args.eval_epochs), "--threads", str(args.threads)]
+                     "--eval-epochs", str(args.eval_epochs), "--threads", str(args.threads),
+                     "--device", args.device]
         if args.data_root:
             self.base += ["--data-root", str(args.data_root)]
 
@@ -152,7 +154,7 @@ def score_file(args: argparse.Namespace, out: Path) -> Path:
         return path.resolve()
     dataset = load_dataset(args.dataset, args.data_root)
     torch.set_num_threads(max(1, args.jobs * args.threads))  # scoring has the machine to itself
-    config = ScoringConfig(model_width=args.width, epochs=args.score_epochs, progress=False)
+    config = ScoringConfig(model_width=args.width, epochs=args.score_epochs, device=args.device, progress=False)
     log.info("scoring %s (%d samples, %d epochs)", dataset.name, len(dataset), args.score_epochs)
     score_io.save(path, get_manager().score_samples(dataset, config))
     return path.resolve()
