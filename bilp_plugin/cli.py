@@ -1,4 +1,5 @@
-"""Command line: ``bilp plugins|score|prune`` and ``bilp-apply``. Parsers only; the work lives in the modules."""
+"""Command line: ``bilp plugins|score|prune|demo|report|sweep`` and ``bilp-apply``. Parsers only; the work lives
+in the modules."""
 
 from __future__ import annotations
 
@@ -38,6 +39,24 @@ def _prune(args: argparse.Namespace) -> int:
     return prune_command(args)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from bilp_plugin.demo import demo_command
+
+    return demo_command(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bilp_plugin.report import report_command
+
+    return report_command(args)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from bilp_plugin.sweep import sweep_command
+
+    return sweep_command(args)
+
+
 def _add_data_flags(p: argparse.ArgumentParser, required: bool) -> None:
     from bilp_plugin.datasets import DATASETS
 
@@ -53,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plugins", help="list registered plugins and the hooks each implements")
-    p.add_argument("--adapter", action="append", choices=("dc", "mtt", "idc", "idm"),
+    p.add_argument("--adapter", action="append", choices=("builtin", "dc", "mtt", "idc", "idm"),
                    help="also register this upstream's adapter (needs the upstream on sys.path to run it)")
     p.set_defaults(run=_plugins)
 
@@ -86,6 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "summary is written beside it")
     p.add_argument("--force", action="store_true", help="overwrite outputs that exist")
     p.set_defaults(run=_prune)
+
+    from bilp_plugin import demo, sweep
+
+    p = sub.add_parser("demo", help="score, prune, distill with and without BiLP, evaluate, compare, report",
+                       description=demo.__doc__.splitlines()[0])
+    demo.add_arguments(p)
+    p.set_defaults(run=_demo)
+
+    p = sub.add_parser("report", help="Markdown summary and PNG plots from run records")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run-record folders, or folders above them")
+    p.add_argument("--out", default="bilp_report", help="folder for report.md and the PNGs")
+    p.set_defaults(run=_report)
+
+    p = sub.add_parser("sweep", help="largest alpha whose accuracy stays within the baseline's std, by loss and "
+                                     "by random selection (resumable)")
+    sweep.add_arguments(p)
+    p.set_defaults(run=_sweep)
     return parser
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bilp_plugin.step import MatchStep
 
 BUILTIN_PLUGINS = ("bilp_plugin.scores", "bilp_plugin.scoring", "bilp_plugin.adaptive")
-ADAPTERS = ("dc", "mtt", "idc", "idm")
+ADAPTERS = ("builtin", "dc", "mtt", "idc", "idm")
 
 
 class PluginManager:

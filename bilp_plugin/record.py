@@ -48,6 +48,7 @@ class RunRecord:
             raise BiLPError(f"{self.dir} already holds a run record: choose another --bilp-out")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.started = time.perf_counter()
+        self.closed = False
         self.totals: dict[str, Any] = {"experiments": 0, "draws": 0, "selections": 0, "ite_s": 0.0,
                                        "first_draw_s": None, "last_draw_s": None}
         self._write_json("config.json", {
@@ -82,6 +83,11 @@ class RunRecord:
             f.write(json.dumps(row) + "\n")
 
     def close(self) -> None:
+        """Write ``summary.json`` (once: a later call, or the exit handler, changes nothing)."""
+        atexit.unregister(self.close)
+        if self.closed:
+            return
+        self.closed = True
         first, last = self.totals["first_draw_s"], self.totals["last_draw_s"]
         loop = (last - first) if first is not None and last is not None else None
         self._write_json("summary.json", {**self.totals, "matching_loop_s": loop,

@@ -17,6 +17,7 @@ import argparse
 import importlib
 import logging
 from functools import singledispatch
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,6 +177,17 @@ def select_batch(args: Any, cls: int, real: torch.Tensor, *, net: torch.nn.Modul
     step = MatchStep(current.upstream, cls, real, step_labels, net, syn, args, iteration, extra)
     kept_real, kept_labels = current.select(step)
     return kept_real if labels is None else (kept_real, kept_labels)
+
+
+def finish(args: Any) -> Path | None:
+    """Write the summary of ``args``' run record now and return its folder (``None`` without ``--bilp``).
+
+    A host that runs several experiments in one process calls it after each; otherwise it is written at exit.
+    """
+    if not enabled(args) or _session is None or _session.args is not args:
+        return None
+    _session.record.close()
+    return _session.record.dir
 
 
 @singledispatch

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bilp_plugin import hookimpl, scores
+from bilp_plugin import distributed, hookimpl, scores
 from bilp_plugin.config import ScoringConfig
 from bilp_plugin.datasets import RealSet, load_dataset
 from bilp_plugin.errors import BiLPError
@@ -36,8 +36,9 @@ def empirical_loss(dataset: RealSet, config: ScoringConfig) -> scores.ScoreFile:
     start = time.perf_counter()
     images, labels = dataset.images.to(device), dataset.labels.to(device)
     total = config.trials * config.epochs * len(dataset)
+    world = distributed.current()
     with tqdm(total=total, unit="sample", unit_scale=True, desc=f"scoring {dataset.name}",
-              disable=not config.progress) as bar:
+              disable=not config.progress or not world.is_main) as bar:
         runs = [_trial(dataset, images, labels, config, config.seed + t, bar) for t in range(config.trials)]
     values = torch.stack(runs).mean(0).cpu().numpy()
     label_array = dataset.labels.cpu().numpy()
@@ -46,6 +47,8 @@ def empirical_loss(dataset: RealSet, config: ScoringConfig) -> scores.ScoreFile:
                 trials=config.trials, mode=config.mode, seed=config.seed, lr=config.lr,
                 momentum=config.momentum, weight_decay=config.weight_decay, batch_size=config.batch_size,
                 elapsed_s=round(time.perf_counter() - start, 3), device=str(device))
+    if world.active:
+        meta.update(world_size=world.size)
     return scores.ScoreFile(values, label_array, meta)
 
 
@@ -90,27 +93,39 @@ def _trial(dataset: RealSet, images: torch.Tensor, labels: torch.Tensor, config:
                                 weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     total = torch.zeros(len(dataset), dtype=torch.float64, device=images.device)
+    world = distributed.current()
     model.train()
     for epoch in range(config.epochs):
         order = torch.randperm(len(dataset), generator=generator).to(images.device)
-        for step, index in enumerate(order.split(config.batch_size)):
+        for step, batch in enumerate(order.split(config.batch_size)):
+            index = world.shard(batch)
             losses = F.cross_entropy(model(images[index]), labels[index], reduction="none")
             optimizer.zero_grad(set_to_none=True)
-            losses.mean().backward()
+            if world.active:  # this rank's share of the mean over the whole batch, summed over ranks
+                (losses.sum() / len(batch)).backward()
+                world.sum_grads(model)
+            else:
+                losses.mean().backward()
             optimizer.step()
             if config.mode == "mean":
                 total.index_add_(0, index, losses.detach().double())
-            bar.update(len(index))
+            bar.update(len(batch))
             if step % POSTFIX_EVERY == 0 and not bar.disable:
                 bar.set_postfix(trial=seed - config.seed, epoch=epoch, loss=f"{losses.mean().item():.3f}")
     if config.mode == "final":
-        return _eval_losses(model, images, labels, config.batch_size)
-    return total / config.epochs
+        return _eval_losses(model, images, labels, config.batch_size, world)
+    return world.sum(total) / config.epochs
 
 
 @torch.no_grad()
-def _eval_losses(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _eval_losses(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 world: distributed.World) -> torch.Tensor:
     model.eval()
+    if world.active:  # each rank evaluates its share; the others' entries stay 0 until the sum
+        mine = world.shard(torch.arange(len(labels), device=labels.device))
+        losses = torch.zeros(len(labels), dtype=torch.float64, device=labels.device)
+        losses[mine] = _eval_losses(model, images[mine], labels[mine], batch_size, distributed.World())
+        return world.sum(losses)
     return torch.cat([F.cross_entropy(model(x), y, reduction="none").double()
                       for x, y in zip(images.split(batch_size), labels.split(batch_size), strict=True)])
 
@@ -124,13 +139,18 @@ def score_command(args: argparse.Namespace) -> int:
         raise BiLPError(f"--out {out} exists: pass --force to overwrite it")
     if args.model != "convnet":
         raise BiLPError(f"--model must be convnet (the only scoring model), got {args.model!r}")
+    world, device = distributed.init_from_env(args.device)
     config = ScoringConfig(model_width=args.width, model_depth=args.depth, epochs=args.epochs,
                            trials=args.trials, batch_size=args.batch_size, lr=args.lr, mode=args.mode,
-                           seed=args.seed, device=args.device)
+                           seed=args.seed, device=device, progress=world.is_main)
     check_config(config)
     dataset = load_dataset(args.dataset, args.data_root)
     score_file = get_manager().score_samples(dataset, config)
+    if not world.is_main:
+        distributed.finish()
+        return 0
     digest = scores.save(out, score_file, force=args.force)
+    distributed.finish()
     meta = score_file.meta
     print(f"wrote {out}: {len(score_file)} scores of {dataset.name} (mode {meta.get('mode')}, "
           f"{meta.get('epochs')} epochs x {meta.get('trials')} trials, {meta.get('elapsed_s')} s), "

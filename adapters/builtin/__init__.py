@@ -1,0 +1,1 @@
+"""The built-in host's adapter (``bilp_plugin.host``): no upstream, no manifest, no patches."""

@@ -1,0 +1,62 @@
+"""BiLP hooks for the built-in host (``bilp_plugin.host``): its DC and DM meta losses, from ``ite`` pieces.
+
+* ``--method DC``: ``ite.dc_distance(args.dis_metric)(gw_syn, gw_real)``, ``gw_real`` the gradient of the mean
+  cross-entropy of the real batch and ``gw_syn`` that of the class's synthetic rows, w.r.t. every parameter of
+  the step's network. ``G`` is the mean of the per-sample gradients, ``h(S)`` the synthetic gradient.
+* ``--method DM``: ``ite.MEAN_EMBEDDING`` between the mean real and the mean synthetic ``net.embed``.
+
+The host computes its meta loss with the same ``ite`` distances, so the ITE here is the ITE of the loss the
+host optimises (tests/test_demo.py checks it against the leave-one-out definition).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bilp_plugin import hookimpl, ite
+from bilp_plugin.config import BiLPConfig
+from bilp_plugin.errors import BiLPError
+from bilp_plugin.step import MatchStep
+
+UPSTREAM = "builtin"
+
+
+def gradient_matching(step: MatchStep) -> ite.SeparableLoss:
+    syn_labels = torch.full((len(step.syn),), step.cls, dtype=torch.long, device=step.syn.device)
+    return ite.SeparableLoss(real_stats=ite.per_sample_grads(step.net, step.real, step.real_labels),
+                             synthetic=ite.synthetic_grads(step.net, syn_labels),
+                             distance=ite.dc_distance(step.args.dis_metric))
+
+
+def distribution_matching(step: MatchStep) -> ite.SeparableLoss:
+    net: Any = step.net  # a ConvNet: ``embed`` is the feature extractor
+    with torch.no_grad():
+        embeddings = net.embed(step.real)
+    return ite.SeparableLoss(real_stats=(embeddings,), synthetic=lambda syn: (net.embed(syn).mean(0),),
+                             distance=ite.MEAN_EMBEDDING)
+
+
+@hookimpl
+def meta_grad(step: MatchStep, method: str) -> torch.Tensor | None:
+    """``||ITE(x)||`` of each row of the class's real batch on the meta gradient of its synthetic rows."""
+    if step.upstream != UPSTREAM:
+        return None
+    loss = distribution_matching(step) if step.args.method == "DM" else gradient_matching(step)
+    return ite.ite(loss, ite.leaf(step.syn), method)
+
+
+def check(args: Any, config: BiLPConfig, kept_per_class: list[int] | None) -> None:
+    """Refuse settings the host cannot run, before any training."""
+    if config.level2 and args.batch_real < 2:
+        raise BiLPError(f"level 2 (--bilp-beta {config.beta}) needs --batch-real >= 2, got {args.batch_real}")
+    if kept_per_class is None:
+        return
+    fewest, cls = min((n, c) for c, n in enumerate(kept_per_class))
+    if args.init == "real" and fewest < args.ipc:
+        raise BiLPError(f"--init real needs {args.ipc} real images per class (--ipc), but level 1 keeps only "
+                        f"{fewest} of class {cls}: lower --bilp-alpha or --ipc")
+    if config.level2 and fewest < 2:
+        raise BiLPError(f"level 2 needs at least 2 real images per class, but level 1 keeps only {fewest} of class "
+                        f"{cls}: lower --bilp-alpha, or use --bilp-beta 0")

@@ -1,0 +1,204 @@
+"""``bilp demo`` and its built-in host: the host drives BiLP only through the facade, its adapter's ITE is the
+ITE of the loss the host optimises, and the demo writes records, results and a report without overwriting."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bilp_plugin import host, ite, preemptive, runs, runtime, scores, upstream_dc
+from bilp_plugin.cli import main
+from bilp_plugin.datasets import load_dataset
+from bilp_plugin.errors import BiLPError
+from bilp_plugin.models import ConvNet
+from bilp_plugin.step import MatchStep
+
+TINY_HOST = ["--ipc", "1", "--iterations", "2", "--width", "8", "--batch-real", "8", "--eval-models", "1",
+             "--eval-epochs", "2", "--threads", "1"]
+TINY_DEMO = ["--iterations", "2", "--seeds", "0", "--width", "8", "--batch-real", "8", "--eval-models", "1",
+             "--eval-epochs", "2", "--score-epochs", "1", "--jobs", "1", "--no-strata"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "_session", None)
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple:
+    return load_dataset("digits"), load_dataset("digits", train=False)
+
+
+def _step(method: str, real: torch.Tensor, syn: torch.Tensor, net: ConvNet) -> MatchStep:
+    args = host.parse(["--method", method, "--ipc", str(len(syn))])
+    return MatchStep("builtin", 3, real, torch.full((len(real),), 3), net, syn, args, 0)
+
+
+@pytest.mark.parametrize("method", ["DM", "DC"])
+def test_builtin_ite_is_the_leave_one_out_ite_of_the_hosts_meta_loss(digits: tuple, method: str) -> None:
+    """The host's DC/DM losses (written as the host computes them) against the adapter's meta_grad."""
+    from bilp_adapters.builtin import plugin
+
+    real_set = digits[0]
+    members = torch.nonzero(real_set.labels == 3).flatten()
+    real, syn = real_set.images[members[2:10]], real_set.images[members[:2]].clone().requires_grad_(True)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = ConvNet(1, 10, width=8, im_size=(8, 8))
+    params = list(net.parameters())
+
+    def meta_loss(batch: torch.Tensor, s: torch.Tensor) -> torch.Tensor:  # host._dm_iteration / _dc_iteration
+        if method == "DM":
+            return ite.MEAN_EMBEDDING((net.embed(s).mean(0),), (net.embed(batch).detach().mean(0),))
+        gw_real = [g.detach() for g in torch.autograd.grad(
+            F.cross_entropy(net(batch), torch.full((len(batch),), 3)), params)]
+        gw_syn = torch.autograd.grad(F.cross_entropy(net(s), torch.full((len(s),), 3)), params, create_graph=True)
+        return ite.dc_distance("ours")(tuple(gw_syn), tuple(gw_real))
+
+    expected = ite.ite_norms(ite.ite_naive(meta_loss, real, syn))
+    got = plugin.meta_grad(_step(method, real, syn, net), "exact")
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["DM", "DC"])
+def test_enabled_but_inert_host_is_bit_for_bit_the_plain_host(digits: tuple, tmp_path: Path, method: str) -> None:
+    real = digits[0]
+    plain = host.distill(host.parse(["--method", method, *TINY_HOST]), real)
+    inert = host.distill(host.parse(["--method", method, *TINY_HOST, "--bilp", "--bilp-out", str(tmp_path)]), real)
+    assert torch.equal(plain.images, inert.images) and (tmp_path / "config.json").is_file()
+
+
+def test_host_levels_1_and_2_go_through_the_facade(digits: tuple, tmp_path: Path) -> None:
+    real, _ = digits
+    score_path = tmp_path / "scores.npz"
+    fake = scores.ScoreFile(np.arange(len(real), dtype=float)[::-1].copy(), real.labels.numpy(),
+                            scores.dataset_meta("digits", real.labels.numpy()))
+    scores.save(score_path, fake)
+    args = host.parse(["--method", "DC", *TINY_HOST, "--batch-real", "16", "--bilp", "--bilp-alpha", "0.5",
+                       "--bilp-beta", "0.3", "--bilp-interval", "1", "--bilp-scores", str(score_path),
+                       "--bilp-out", str(tmp_path / "run")])
+    result = host.run(args)
+    kept = np.load(tmp_path / "run" / "kept_indices.npy")
+    assert np.array_equal(kept, preemptive.keep_lowest(fake.scores, fake.labels, 0.5))
+    assert result["real_kept"] == len(kept) == 753
+    rows = [json.loads(line) for line in (tmp_path / "run" / "level2.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 10 and all(1 <= r["kept"] <= r["batch"] == 16 for r in rows)
+    assert sum(r["kept"] for r in rows) < 16 * 20
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["selections"] == 20 and summary["ite_s"] > 0
+    on_disk = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert on_disk["accuracy"] == result["accuracy"] and 0 <= on_disk["accuracy_mean"] <= 1
+
+
+def test_demo_writes_table_records_and_report_and_never_overwrites(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", *TINY_DEMO, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for label in ("baseline (full real set)", "BiLP level 1 (loss, alpha=0.5)",
+                  "BiLP levels 1+2 (alpha=0.5, beta=0.2)", "random subset (alpha=0.5)"):
+        assert label in printed
+    assert "| 753/1500 |" in printed and "| 1500/1500 |" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert [r["setting"] for r in results["rows"]] == ["baseline", "level1", "level12", "random"]
+    for name in ("baseline-s0", "level1-s0", "level12-s0", "random-s0"):
+        assert {"config.json", "summary.json", "result.json"} <= {p.name for p in (out / "runs" / name).iterdir()}
+    level1 = np.load(out / "runs" / "level1-s0" / "kept_indices.npy")
+    own = scores.load(out / "scores.npz")
+    assert np.array_equal(level1, preemptive.keep_lowest(own.scores, own.labels, 0.5))
+    assert len(np.load(out / "runs" / "random-s0" / "kept_indices.npy")) == len(level1)
+    report = (out / "report" / "report.md").read_text()
+    assert "![score histograms]" in report and "![level 2]" in report and "Stratified" in report
+    assert main(["demo", *TINY_DEMO, "--out", str(out)]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    (out / "results.md").write_text("old")
+    assert main(["demo", *TINY_DEMO, "--out", str(out), "--force", "--jobs", "2"]) == 0  # two processes
+    assert (out / "results.md").read_text() != "old"
+    again = json.loads((out / "results.json").read_text())
+    assert [r["accuracy_mean"] for r in again["rows"]] == [r["accuracy_mean"] for r in results["rows"]]
+
+
+def test_force_never_removes_a_folder_that_is_not_a_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    assert main(["demo", *TINY_DEMO, "--out", str(tmp_path), "--force"]) == 2
+    assert "not a demo folder" in capsys.readouterr().err and (tmp_path / "precious.txt").is_file()
+
+
+def _host_args(**changes: object) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    runs.add_host_flags(parser, iterations=3, seeds="0")
+    return argparse.Namespace(**{**vars(parser.parse_args([])), **changes})
+
+
+def test_host_dc_on_digits_is_refused_and_auto_falls_back(tmp_path: Path) -> None:
+    with pytest.raises(BiLPError, match="does not load 'digits'"):
+        runs.make_host(_host_args(host="dc"), tmp_path)
+    assert isinstance(runs.make_host(_host_args(host="auto"), tmp_path), runs.BuiltinHost)
+
+
+def test_dc_availability_names_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "adapters" / "dc").mkdir(parents=True)
+    assert "no plugin.py" in upstream_dc.unavailable("mnist", tmp_path)
+    (tmp_path / "adapters" / "dc" / "plugin.py").write_text("")
+    (tmp_path / "adapters" / "dc" / "manifest.toml").write_text(
+        'name = "dc"\nupstream = "u"\npath = "third_party/DC"\ncommit = "abc"\npatches = []\n')
+    assert "lists no patches" in upstream_dc.unavailable("mnist", tmp_path)
+    (tmp_path / "adapters" / "dc" / "manifest.toml").write_text(
+        'name = "dc"\nupstream = "u"\npath = "third_party/DC"\ncommit = "abc"\npatches = ["0001-x.patch"]\n')
+    assert "git submodule update --init third_party/DC" in upstream_dc.unavailable("mnist", tmp_path)
+
+
+def test_dc_command_and_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launch line a point becomes, and the upstream's res_*.pt read back as result.json."""
+    args = _host_args(dataset="mnist", data_root=str(tmp_path), method="DC", eval_models=2)
+    dc = object.__new__(upstream_dc.DcHost)
+    dc.args, dc.python, dc.tree, dc.n_real = args, "py", tmp_path / "tree", 60000
+    point = runs.Point("level1-s3", alpha=0.5, seed=3)
+    cmd = dc.command(point, tmp_path / "run", tmp_path / "s.npz")
+    assert cmd[:5] == ["py", "-m", "bilp_plugin.launch", "--seed", "3"]
+    text = " ".join(cmd)
+    assert f"{tmp_path / 'tree' / 'main.py'} -- --dataset MNIST" in text and "--method DC" in text
+    assert "--eval_mode end" in text and "--num_eval 2" in text and "--Iteration 3" in text
+    assert text.endswith(f"--bilp-scores {tmp_path / 's.npz'} --bilp-out {tmp_path / 'run'}")
+    run_dir = tmp_path / "run"
+    (run_dir / "upstream").mkdir(parents=True)
+    torch.save({"data": [], "accs_all_exps": {"ConvNet": [0.5, 0.7]}},
+               run_dir / "upstream" / "res_DC_MNIST_ConvNet_1ipc.pt")
+    (run_dir / "level1.json").write_text(json.dumps({"kept": 30000, "n": 60000}))
+    (run_dir / "summary.json").write_text(json.dumps({"matching_loop_s": 4.0}))
+    result = upstream_dc.parse_result(run_dir, args, point, 60000, 10.0)
+    assert result["accuracy"] == [0.5, 0.7] and result["real_kept"] == 30000 and result["eval_s"] == 6.0
+    assert result["eval"]["epochs"] == 1000  # main.py forces 1000 epochs when it augments (MNIST)
+
+
+@pytest.mark.integration
+def test_demo_on_the_patched_dc_upstream(tmp_path: Path, mnist_root: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    reason = upstream_dc.unavailable("mnist")
+    if reason is not None:
+        pytest.skip(f"--host dc is not available here: {reason}")
+    labels = load_dataset("mnist", str(mnist_root)).labels.numpy()
+    fake = scores.ScoreFile(np.random.default_rng(0).random(len(labels)), labels,
+                            scores.dataset_meta("mnist", labels))
+    scores.save(tmp_path / "scores.npz", fake)  # scoring MNIST is not what this test is about
+    assert main(["demo", "--host", "dc", "--dataset", "mnist", "--data-root", str(mnist_root), "--iterations", "2",
+                 "--seeds", "0", "--eval-models", "1", "--eval-epochs", "2", "--scores", str(tmp_path / "scores.npz"),
+                 "--batch-real", "16", "--no-strata", "--out", str(tmp_path / "demo")]) == 0
+    assert "dc host" in capsys.readouterr().out
+    result = json.loads((tmp_path / "demo" / "runs" / "level12-s0" / "result.json").read_text())
+    assert result["host"] == "dc" and len(result["accuracy"]) == 1
+    assert (tmp_path / "demo" / "runs" / "level12-s0" / "level2.jsonl").is_file()
+
+
+def test_host_module_runs_as_a_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["host", *TINY_HOST])
+    host.main()
+    assert "DM digits ipc 1: accuracy" in capsys.readouterr().out
