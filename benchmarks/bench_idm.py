@@ -131,7 +131,8 @@ def one_run(tree: Path, data: Path, work: Path, a: argparse.Namespace, bilp: boo
                 *script_args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(STUBS), str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with open(work / "log.txt", "w") as log:
-        proc = subprocess.run([sys.executable, __file__, "--child", str(stamps_file), "--", *launcher], cwd=work, check=False,
+        proc = subprocess.run([sys.executable, __file__, "--child", str(stamps_file), "--", *launcher], cwd=work,
+                              check=False,
                               env=env, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode:
         raise SystemExit(f"the {'bilp' if bilp else 'base'} run failed:\n{(work / 'log.txt').read_text()[-3000:]}")

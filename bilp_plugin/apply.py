@@ -134,12 +134,17 @@ def _dirty(repo: git.Repo) -> BiLPError:
                      f"`git -C {repo.working_dir} reset --hard`, then run bilp-apply again")
 
 
-def apply(manifest: Manifest, upstream: str | Path | None = None, check: bool = False) -> str:
-    """Apply the series (or, with ``check``, only prove that it applies). Returns a one-line message."""
+def _checked(manifest: Manifest, upstream: str | Path | None) -> tuple[git.Repo, str, str]:
+    """The checkout at the pinned commit (else refused), the patched tree and the checkout's state."""
     repo = _repo(manifest, upstream)
     _check_commit(repo, manifest)
     tree = patched_tree(repo, manifest)
-    current = state(repo, manifest, tree)
+    return repo, tree, state(repo, manifest, tree)
+
+
+def apply(manifest: Manifest, upstream: str | Path | None = None, check: bool = False) -> str:
+    """Apply the series (or, with ``check``, only prove that it applies). Returns a one-line message."""
+    repo, tree, current = _checked(manifest, upstream)
     if current == "patched":
         return f"{manifest.name}: already applied to {repo.working_dir}; nothing changed"
     if current == "dirty":
@@ -153,10 +158,7 @@ def apply(manifest: Manifest, upstream: str | Path | None = None, check: bool = 
 
 def revert(manifest: Manifest, upstream: str | Path | None = None) -> str:
     """Return the checkout to the pinned commit's files, byte for byte."""
-    repo = _repo(manifest, upstream)
-    _check_commit(repo, manifest)
-    tree = patched_tree(repo, manifest)
-    current = state(repo, manifest, tree)
+    repo, _, current = _checked(manifest, upstream)
     if current == "pristine":
         return f"{manifest.name}: {repo.working_dir} is not patched; nothing changed"
     if current == "dirty":

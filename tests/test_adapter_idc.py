@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from bilp_adapters.idc import plugin
-from upstreams import materialise
+from upstreams import importable, materialise
 
 from bilp_plugin import ite, runtime
 from bilp_plugin.config import BiLPConfig
@@ -27,24 +26,14 @@ from bilp_plugin.launch import CudaToCpu
 from bilp_plugin.step import MatchStep
 
 pytestmark = pytest.mark.filterwarnings("ignore:Creating a tensor from a list of numpy.ndarrays:UserWarning")
-UPSTREAM_MODULES = ("condense", "data", "train", "test", "models", "misc", "coreset", "argument")
 
 
 @pytest.fixture(scope="module")
 def idc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """IDC's ``condense`` module (compat patch applied), importable on a CPU-only machine."""
     root = materialise("idc", tmp_path_factory.mktemp("idc"), upto=1)
-    before = set(sys.modules)
-    sys.path.insert(0, str(root))
-    try:
-        with warnings.catch_warnings(), CudaToCpu():  # train.py builds CUDA tensors at import
-            condense = importlib.import_module("condense")
-        yield condense
-    finally:
-        sys.path.remove(str(root))
-        for name in set(sys.modules) - before:
-            if name.split(".")[0] in UPSTREAM_MODULES:
-                del sys.modules[name]
+    with importable(root), warnings.catch_warnings(), CudaToCpu():  # train.py builds CUDA tensors at import
+        yield importlib.import_module("condense")
 
 
 def idc_args(**over: Any) -> SimpleNamespace:

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from bilp_adapters.idm import plugin
-from upstreams import materialise
+from upstreams import importable, materialise
 
 from bilp_plugin import config as config_mod
 from bilp_plugin import ite, runtime
@@ -38,19 +38,12 @@ STUBS = Path(__file__).resolve().parent / "stubs"
 def idm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     """IDM's files at the pinned commit, importable (``dc_utils``, ``dc_networks``) for this module only."""
     root = materialise("idm", tmp_path_factory.mktemp("idm"), upto=0)
-    before = set(sys.modules)
-    sys.path.insert(0, str(root))
-    try:
+    with importable(root):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scipy.ndimage.interpolation is deprecated (IDM's import)
             dc_utils = importlib.import_module("dc_utils")
             dc_networks = importlib.import_module("dc_networks")
         yield SimpleNamespace(root=root, dc_utils=dc_utils, dc_networks=dc_networks)
-    finally:
-        sys.path.remove(str(root))
-        for name in set(sys.modules) - before:
-            if str(root) in str(getattr(sys.modules[name], "__file__", "") or ""):
-                del sys.modules[name]
 
 
 def convnet(idm: SimpleNamespace, seed: int = 0) -> torch.nn.Module:

@@ -109,7 +109,8 @@ def test_conflict_in_the_middle_leaves_everything_as_it_was(project: apply.Manif
     second.write_bytes(second.read_bytes().replace(b"+import bilp", b"+import bilp_plugin").replace(
         b" x = 1", b" x = 2"))
     before = snapshot(project.checkout)
-    with pytest.raises(apply.BiLPError, match="(?s)0002-hooks.patch does not apply.*patch failed: main.py.*nothing was changed"):
+    expected = "(?s)0002-hooks.patch does not apply.*patch failed: main.py.*nothing was changed"
+    with pytest.raises(apply.BiLPError, match=expected):
         apply.apply(project)
     assert snapshot(project.checkout) == before
     assert git(project.checkout, "status", "--porcelain") == ""

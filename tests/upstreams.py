@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import git
@@ -48,3 +50,19 @@ def launch(script: Path, args: list[str], cwd: Path, seed: int = 0, timeout: flo
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-4000:]}")
     return proc
+
+
+@contextmanager
+def importable(root: Path) -> Iterator[None]:
+    """``root`` first on ``sys.path``; every module imported from it is forgotten on exit."""
+    before = set(sys.modules)
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(root))
+        for name in set(sys.modules) - before:
+            module = sys.modules[name]
+            origin = getattr(module, "__file__", None) or " ".join(getattr(module, "__path__", None) or [])
+            if str(root) in origin:
+                del sys.modules[name]

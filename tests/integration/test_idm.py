@@ -1,4 +1,5 @@
-"""IDM's ``IDM_cifar10.py`` end to end on CPU (one thread): bare, patched, and patched with ``--bilp``, on a small CIFAR-10.
+"""IDM's ``IDM_cifar10.py`` end to end on CPU (one thread): bare, patched, and patched with ``--bilp``, on a small
+CIFAR-10.
 
 The configuration is the published ipc-1 command of IDM's ``command.txt`` (``--aug``, ``--syn_ce``, ...) shrunk
 for two CPU cores: 3 iterations plus a 2-epoch evaluation, small real and net-training batches, on the first 100
