@@ -191,10 +191,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         tree = export_patched_tree(work / "tree")
         data, scores = Path(a.data_root), Path(a.scores).resolve()
         if a.per_class or a.test_per_class:
-            from bilp_adapters.mtt import layout
+            from bilp_plugin import layouts
 
             data = work / "data"
-            layout.write_cifar10_subset(a.data_root, data, a.per_class, a.test_per_class, scores)
+            layouts.write_cifar10_subset(a.data_root, data, a.per_class, a.test_per_class, scores)
             scores = data / scores.name
         print(f"bench_mtt: buffer.py, CIFAR-10 from {a.data_root} ({a.per_class or 'all'} train / "
               f"{a.test_per_class or 'all'} test per class), --model {a.model} --train_epochs {a.epochs} "

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cifar_subset import LAYOUT, write_cifar10_subset
 from upstreams import launch, materialise
+
+from bilp_plugin.layouts import FOLDER, write_cifar10_subset
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,7 +68,7 @@ class IDC:
     def labels(self) -> np.ndarray:
         parts = []
         for i in range(1, 6):
-            with open(self.data / LAYOUT / f"data_batch_{i}", "rb") as f:
+            with open(self.data / FOLDER / f"data_batch_{i}", "rb") as f:
                 parts.append(pickle.load(f, encoding="latin1")["labels"])
         return np.concatenate(parts)
 
@@ -75,7 +76,8 @@ class IDC:
 @pytest.fixture(scope="module")
 def idc(cifar10_root: Path, tmp_path_factory: pytest.TempPathFactory) -> IDC:
     root = tmp_path_factory.mktemp("idc")
-    data = write_cifar10_subset(cifar10_root, root / "data", PER_CLASS, TEST_PER_CLASS)
+    data = root / "data"
+    write_cifar10_subset(cifar10_root, data, PER_CLASS, TEST_PER_CLASS)
     scores = root / "scores.json"
     scores.write_text(json.dumps(np.random.default_rng(0).random(10 * PER_CLASS).tolist()))
     return IDC(root, data, scores)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bilp_adapters.mtt import layout
+from bilp_plugin import layouts
 from bilp_adapters.mtt.plugin import KEPT_FILE, SUBSET_FILE
 from upstreams import materialise
 
@@ -114,7 +114,7 @@ def mtt(cifar10_root: Path, tmp_path_factory: pytest.TempPathFactory) -> MTT:
     root = tmp_path_factory.mktemp("mtt")
     data = root / "data"
     official = Path(os.environ.get("BILP_SCORES_DIR") or "/nonexistent") / SCORES
-    layout.write_cifar10_subset(cifar10_root, data, PER_CLASS, TEST_PER_CLASS,
+    layouts.write_cifar10_subset(cifar10_root, data, PER_CLASS, TEST_PER_CLASS,
                                 official if official.is_file() else None)
     return MTT(root, data, data / SCORES if official.is_file() else _made_scores(PER_CLASS * 10, data))
 

@@ -1,7 +1,7 @@
-"""A per-class subset of CIFAR-10 in the layout MTT reads (torchvision's ``cifar-10-batches-py`` pickles), for CPU
-smoke runs, tests and benchmarks.
+"""A per-class subset of CIFAR-10 in torchvision's ``cifar-10-batches-py`` layout (what DC, MTT, IDC and IDM read),
+for CPU smoke runs, tests and benchmarks.
 
-    python -m bilp_adapters.mtt.layout $BILP_DATA small --per-class 20 --test-per-class 10 \\
+    python -m bilp_plugin.layouts $BILP_DATA small --per-class 20 --test-per-class 10 \\
         --scores CIFAR10_LossConverge.json
 
 The first ``per_class`` training samples of each class are kept in their original order; ``DST/indices.npy``
@@ -74,7 +74,7 @@ def write_cifar10_subset(src: str | Path, dst: str | Path, per_class: int | None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bilp_adapters.mtt.layout", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bilp_plugin.layouts", description=__doc__.splitlines()[0])
     p.add_argument("src", help="folder holding cifar-10-batches-py/ (the full set)")
     p.add_argument("dst", help="folder to write the subset's cifar-10-batches-py/ into")
     p.add_argument("--per-class", type=int, default=None, help="training samples per class (default: all)")
