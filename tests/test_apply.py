@@ -137,6 +137,22 @@ def test_status_table(project: apply.Manifest, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize("name", ["dc", "mtt", "idc", "idm"])
+def test_real_series_round_trip_a_clone_byte_for_byte(name: str, tmp_path: Path) -> None:
+    from upstreams import clone
+
+    manifest = apply.Manifest.load(ROOT / "adapters" / name)
+    if not manifest.patches:
+        pytest.skip(f"adapter {name} lists no patches yet")
+    checkout = clone(name, tmp_path / name)
+    before = snapshot(checkout)
+    assert "applied" in apply.apply(manifest, checkout)
+    assert snapshot(checkout) != before and apply.status_row(manifest, checkout)["patched"] == "yes"
+    assert "already applied" in apply.apply(manifest, checkout)
+    assert "reverted" in apply.revert(manifest, checkout)
+    assert snapshot(checkout) == before
+
+
+@pytest.mark.parametrize("name", ["dc", "mtt", "idc", "idm"])
 def test_real_series_apply_to_their_pinned_commits(name: str) -> None:
     manifest = apply.Manifest.load(ROOT / "adapters" / name)
     if not (manifest.checkout / ".git").exists():

@@ -37,6 +37,27 @@ def materialise(name: str, dest: Path, upto: int | None = None) -> Path:
     return apply.export_tree(repo, apply.patched_tree(repo, m, upto), dest)
 
 
+def clone(name: str, dest: Path) -> Path:
+    """A clone of the upstream's submodule at its pinned commit, for tests that patch a checkout (``--upstream``);
+    sparse, without them, where the local mirror lacks some blobs (MTT's GIFs)."""
+    m = manifest(name)
+    repo_or_skip(name)
+
+    def git(*args: str, cwd: Path = dest) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+    git("clone", "-q", "--no-checkout", "--shared", str(m.checkout), str(dest), cwd=dest.parent)
+    missing = []
+    for line in git("ls-tree", "-r", m.commit).splitlines():
+        meta, path = line.split("\t", 1)
+        if subprocess.run(["git", "cat-file", "-e", meta.split()[2]], cwd=dest).returncode:
+            missing.append(f"!/{path}")
+    if missing:
+        git("sparse-checkout", "set", "--no-cone", "/*", *missing)
+    git("checkout", "-q", m.commit)
+    return dest
+
+
 def launch(script: Path, args: list[str], cwd: Path, seed: int = 0, timeout: float = 900,
            extra_env: dict[str, str] | None = None, launcher_flags: tuple[str, ...] = ()
            ) -> subprocess.CompletedProcess[str]:
