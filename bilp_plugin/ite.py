@@ -188,9 +188,11 @@ class SeparableLoss:
 
 def _rows_batched(fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, cotangents: Stats,
                   chunk: int | None) -> torch.Tensor:
-    """``J^T c_i`` for every row: one ``torch.func.vjp`` of ``fn``, its pullback vmapped over the rows."""
-    _, pullback = torch.func.vjp(fn, syn.detach())
-    return vmap(pullback, chunk_size=chunk)(cotangents)[0]
+    """``J^T c_i`` for every row: one ``torch.func.vjp`` of ``fn``, its pullback vmapped over the rows. Under
+    ``no_grad``, which the transforms see through: no graph to ``fn``'s parameters is kept."""
+    with torch.no_grad():
+        _, pullback = torch.func.vjp(fn, syn.detach())
+        return vmap(pullback, chunk_size=chunk)(cotangents)[0]
 
 
 def _rows_looped(fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, cotangents: Stats) -> torch.Tensor:
