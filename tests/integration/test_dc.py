@@ -1,9 +1,9 @@
 """DatasetCondensation patched with BiLP, on real MNIST: parity with the unpatched upstream, level 1 with the
 authors' score file, level 2, and errors before training.
 
-Tiny configurations: ConvNet of width 32, ipc 1, 3 iterations, ``--batch_real 16``, one experiment. The upstream trains 1000 epochs
-per evaluated model on MNIST whatever ``--epoch_eval_train`` says (DC, DSA), so runs pass ``--num_eval 0``:
-no model is evaluated, and the synthetic set the script saves is compared instead, bit for bit.
+Tiny configurations: ConvNet of width 32, ipc 1, 3 iterations, ``--batch_real 16``, one experiment. The
+upstream trains 1000 epochs per evaluated model on MNIST whatever ``--epoch_eval_train`` says (DC, DSA), so runs
+pass ``--num_eval 0``: no model is evaluated, and the synthetic set the script saves is compared, bit for bit.
 
 Needs the submodule and ``BILP_DATA`` (MNIST); the level-1 tests also need the authors' score files in
 ``BILP_SCORES_DIR`` (``MNIST_LossConverge.json``, ``CIFAR10_LossConverge.json``). Each skips visibly otherwise.
