@@ -1,0 +1,106 @@
+"""BiLP hooks for VICO-UoE/DatasetCondensation: DC and DSA (``main.py``), DM (``main_DM.py``).
+
+The meta losses ``meta_grad`` reproduces, per class ``c`` of one matching step:
+
+* DC / DSA: ``utils.match_loss(gw_syn, gw_real, args)`` (``args.dis_metric``: ``ours``, ``mse``, ``cos``), where
+  ``gw_real`` is the gradient of the mean cross-entropy of the real batch and ``gw_syn`` that of the class's
+  synthetic rows, both w.r.t. every parameter of the step's network. ``G`` is the mean of the per-sample
+  gradients (:func:`bilp_plugin.ite.per_sample_grads`), ``h(S)`` the synthetic gradient.
+* DM: ``sum((embed(real).mean(0) - embed(syn).mean(0)) ** 2)``: ``G`` is the mean of the per-sample embeddings,
+  ``h(S) = embed(S).mean(0)``.
+
+The ITE is taken on the batch as ``get_images`` returns it, before DSA's augmentation (METHOD.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bilp_plugin import hookimpl, ite
+from bilp_plugin.config import BiLPConfig
+from bilp_plugin.errors import BiLPError
+from bilp_plugin.step import MatchStep
+
+UPSTREAM = "dc"
+METRICS = ("ours", "mse", "cos")
+
+
+def is_dm(args: Any) -> bool:
+    """``main_DM.py`` sets ``args.method = 'DM'``; ``main.py`` runs DC or DSA."""
+    return getattr(args, "method", None) == "DM"
+
+
+def _module(net: torch.nn.Module) -> torch.nn.Module:
+    """The network itself (``get_network`` wraps it in ``DataParallel`` on several GPUs)."""
+    return net.module if isinstance(net, torch.nn.DataParallel) else net
+
+
+def _require_per_sample(net: torch.nn.Module) -> None:
+    """Per-sample statistics are only defined when no layer mixes samples (BatchNorm in training mode)."""
+    for name, module in net.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.training:
+            raise BiLPError(f"level 2 needs per-sample statistics, but BatchNorm layer {name!r} is in training "
+                            "mode (it mixes the samples of a batch): use a model without BatchNorm, or "
+                            "--bilp-beta 0")
+
+
+def gradient_matching(step: MatchStep) -> ite.SeparableLoss:
+    """DC / DSA: ``match_loss`` between the synthetic gradient and the mean per-sample real gradient."""
+    net = _module(step.net)
+    _require_per_sample(net)
+    syn_labels = torch.full((len(step.syn),), step.cls, dtype=torch.long, device=step.syn.device)
+    return ite.SeparableLoss(real_stats=ite.per_sample_grads(net, step.real, step.real_labels),
+                             synthetic=ite.synthetic_grads(net, syn_labels),
+                             distance=ite.dc_distance(step.args.dis_metric))
+
+
+def distribution_matching(step: MatchStep) -> ite.SeparableLoss:
+    """DM: squared distance between the mean real and the mean synthetic embedding of ``net.embed``."""
+    net = _module(step.net)
+    _require_per_sample(net)
+    with torch.no_grad():
+        embeddings = net.embed(step.real)
+    return ite.SeparableLoss(real_stats=(embeddings,),
+                             synthetic=lambda syn: (net.embed(syn).mean(0),),
+                             distance=ite.MEAN_EMBEDDING)
+
+
+@hookimpl
+def meta_grad(step: MatchStep, method: str) -> torch.Tensor | None:
+    """``||ITE(x)||`` of each row of the class's real batch on the meta gradient of its synthetic rows."""
+    if step.upstream != UPSTREAM:
+        return None
+    loss = distribution_matching(step) if is_dm(step.args) else gradient_matching(step)
+    return ite.ite(loss, ite.leaf(step.syn), method)
+
+
+def check(args: Any, config: BiLPConfig, kept_per_class: list[int] | None) -> None:
+    """Refuse, before any training, settings this upstream cannot run with BiLP (called with
+    ``kept_per_class=None`` when the session starts, then with level 1's per-class kept counts)."""
+    dm_bn = is_dm(args) and "BN" in args.model
+    if config.level2:
+        if dm_bn:
+            raise BiLPError(f"level 2 (--bilp-beta {config.beta}) cannot run DM with --model {args.model}: its "
+                            "BatchNorm path embeds all classes in one batch in training mode, so per-sample "
+                            "embeddings are not defined; use --model ConvNet, or --bilp-beta 0")
+        if not is_dm(args) and args.dis_metric not in METRICS:
+            raise BiLPError(f"level 2 (--bilp-beta {config.beta}) supports --dis_metric {', '.join(METRICS)}; "
+                            f"got {args.dis_metric!r}")
+        if args.batch_real < 2:
+            raise BiLPError(f"level 2 (--bilp-beta {config.beta}) needs --batch_real >= 2 to select within a "
+                            f"batch, got {args.batch_real}")
+    if kept_per_class is None:
+        return
+    fewest, cls = min((n, c) for c, n in enumerate(kept_per_class))
+    if args.init == "real" and fewest < args.ipc:
+        raise BiLPError(f"--init real needs {args.ipc} real images per class (--ipc), but level 1 keeps only "
+                        f"{fewest} of class {cls} (--bilp-alpha {config.alpha}): lower --bilp-alpha")
+    if dm_bn and fewest < args.batch_real:
+        raise BiLPError(f"DM with --model {args.model} needs --batch_real {args.batch_real} real images per "
+                        f"class, but level 1 keeps only {fewest} of class {cls} (--bilp-alpha {config.alpha}): "
+                        "lower --bilp-alpha or --batch_real")
+    if config.level2 and fewest < 2:
+        raise BiLPError(f"level 2 needs at least 2 real images per class, but level 1 keeps only {fewest} of class "
+                        f"{cls} (--bilp-alpha {config.alpha}): lower --bilp-alpha, or use --bilp-beta 0")
