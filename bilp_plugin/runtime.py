@@ -14,11 +14,14 @@ Without ``--bilp`` every call returns its input object untouched, consumes no ra
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
+import sys
+from collections.abc import Callable
 from functools import singledispatch
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -34,6 +37,24 @@ from bilp_plugin.scores import ScoreFile
 from bilp_plugin.step import MatchStep
 
 log = logging.getLogger("bilp")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Inside an upstream's process a bad input ends the run with one line and exit status 2, like argparse,
+    instead of a traceback through the upstream's code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BiLPError as err:
+            print(f"bilp: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +164,7 @@ def enabled(args: Any) -> bool:
     return bool(getattr(args, "bilp", False))
 
 
+@user_errors
 def prune_real(args: Any, real: Any, labels: Any, *, upstream: str, dataset: str | None = None,
                images: torch.Tensor | None = None) -> Any:
     """Level 1: ``real`` restricted to the kept samples, in its own type (see :func:`restrict`).
@@ -158,6 +180,7 @@ def prune_real(args: Any, real: Any, labels: Any, *, upstream: str, dataset: str
     return real if kept is None else restrict(real, kept)
 
 
+@user_errors
 def select_batch(args: Any, cls: int, real: torch.Tensor, *, net: torch.nn.Module, syn: Any,
                  labels: torch.Tensor | None = None, iteration: int | None = None, **extra: Any) -> Any:
     """Level 2: the kept rows of a class's real batch (and of ``labels`` when given: then a pair is returned).

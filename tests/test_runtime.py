@@ -7,7 +7,7 @@ import re
 import json
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from bilp_plugin import hookimpl, runtime
-from bilp_plugin.errors import BiLPError
 from bilp_plugin.step import MatchStep
 
 N_CLASSES, PER_CLASS = 3, 20
@@ -130,22 +129,33 @@ def test_level2_prunes_and_records(tmp_path: Path) -> None:
     assert summary["selections"] == 6 and summary["draws"] == 12 and summary["ite_s"] > 0
 
 
-def test_select_before_prune_is_a_clear_error() -> None:
-    with pytest.raises(BiLPError, match="before prune_real"):
-        runtime.select_batch(parse("--bilp", "--bilp-beta", "0.2"), 0, torch.zeros(4, 2), net=torch.nn.Identity(),
-                             syn=None)
+def user_error(capsys: pytest.CaptureFixture[str], call: Callable[[], object]) -> str:
+    """Inside an upstream, a BiLPError ends the run like argparse does: one line on stderr, exit status 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        call()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bilp: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
 
 
-def test_an_existing_record_is_never_overwritten(tmp_path: Path) -> None:
+def test_select_before_prune_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse("--bilp", "--bilp-beta", "0.2")
+    err = user_error(capsys, lambda: runtime.select_batch(args, 0, torch.zeros(4, 2), net=torch.nn.Identity(),
+                                                         syn=None))
+    assert "before prune_real" in err
+
+
+def test_an_existing_record_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_loop(parse("--bilp", "--bilp-out", str(tmp_path)))
     runtime._session = None
-    with pytest.raises(BiLPError, match="already holds a run record"):
-        run_loop(parse("--bilp", "--bilp-out", str(tmp_path)))
+    assert "already holds a run record" in user_error(capsys, lambda: run_loop(parse("--bilp", "--bilp-out",
+                                                                                       str(tmp_path))))
 
 
-def test_unknown_upstream() -> None:
-    with pytest.raises(BiLPError, match="no adapter for upstream 'nope'"):
-        runtime.prune_real(parse("--bilp"), [], torch.zeros(0), upstream="nope")
+def test_unknown_upstream(capsys: pytest.CaptureFixture[str]) -> None:
+    err = user_error(capsys, lambda: runtime.prune_real(parse("--bilp"), [], torch.zeros(0), upstream="nope"))
+    assert "no adapter for upstream 'nope'" in err
 
 
 @pytest.mark.parametrize("flags,message", [

@@ -73,7 +73,8 @@ def fails(tree: Path, script: str, args: list[str], cwd: Path) -> subprocess.Com
     cmd = [sys.executable, "-m", "bilp_plugin.launch", "--seed", "0", "--fake-clock", "--threads", "2",
            str(tree / script), "--", *args]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900, check=False)
-    assert proc.returncode != 0, f"{' '.join(cmd)} should have failed:\n{proc.stdout[-2000:]}"
+    assert proc.returncode == 2, f"{' '.join(cmd)} should have failed with status 2:\n{proc.stdout[-2000:]}"
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]  # one line, as argparse does
     assert "training begins" not in proc.stdout, "the error must come before training"
     assert not (cwd / "out").exists() or not any((cwd / "out").glob("res_*.pt"))
     return proc
