@@ -102,13 +102,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def upstream_tree(args: argparse.Namespace, workdir: Path) -> Path:
     if args.upstream:
         return Path(args.upstream).resolve()
-    import git
-
     from bilp_plugin import apply
 
-    manifest = apply.Manifest.load(ROOT / "adapters" / "dc")
-    repo = git.Repo(manifest.checkout)
-    return apply.export_tree(repo, apply.patched_tree(repo, manifest), workdir / "upstream")
+    return apply.export_patched(apply.Manifest.load(ROOT / "adapters" / "dc"), workdir / "upstream")
 
 
 def method_flags(method: str, args: argparse.Namespace, seed: int) -> list[str]:

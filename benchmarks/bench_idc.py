@@ -38,13 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import git
 import numpy as np
 import torch
 from bilp_adapters.idc import plugin  # also registers level 1's restrict() for IDC's dataset
 
 from bilp_plugin import apply, hookimpl, ite, runtime
-from bilp_plugin.errors import BiLPError
 from bilp_plugin.launch import cuda_to_cpu, skip_cifar_integrity
 from bilp_plugin.manager import PluginManager
 from bilp_plugin.step import MatchStep
@@ -93,12 +91,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
 def upstream_tree(a: argparse.Namespace, tmp: Path) -> Path:
     if a.upstream:
         return a.upstream.resolve()
-    manifest = apply.Manifest.load(ROOT / "adapters" / "idc")
-    if not (manifest.checkout / ".git").exists():
-        raise BiLPError(f"{manifest.path} is not initialised: run `git submodule update --init {manifest.path}` "
-                        "or pass --upstream PATH")
-    repo = git.Repo(manifest.checkout)
-    return apply.export_tree(repo, apply.patched_tree(repo, manifest), tmp / "idc")
+    return apply.export_patched(apply.Manifest.load(ROOT / "adapters" / "idc"), tmp / "idc")
 
 
 class NaiveITE:

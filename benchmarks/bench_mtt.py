@@ -101,15 +101,9 @@ def child(out: str, launch_args: list[str]) -> None:
 
 def export_patched_tree(dest: Path) -> Path:
     """The pinned upstream with the whole mtt patch series, written under ``dest`` (the submodule is untouched)."""
-    import git
-
     from bilp_plugin import apply
 
-    manifest = apply.Manifest.load(ROOT / "adapters" / "mtt")
-    if not (manifest.checkout / ".git").exists():
-        sys.exit(f"submodule {manifest.path} is not initialised: see docs/adapter-mtt.md")
-    repo = git.Repo(manifest.checkout)
-    return apply.export_tree(repo, apply.patched_tree(repo, manifest), dest)
+    return apply.export_patched(apply.Manifest.load(ROOT / "adapters" / "mtt"), dest)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -134,40 +134,41 @@ def _dirty(repo: git.Repo) -> BiLPError:
                      f"`git -C {repo.working_dir} reset --hard`, then run bilp-apply again")
 
 
-def _checked(manifest: Manifest, upstream: str | Path | None) -> tuple[git.Repo, str, str]:
-    """The checkout at the pinned commit (else refused), the patched tree and the checkout's state."""
-    repo = _repo(manifest, upstream)
+def _checked(repo: git.Repo, manifest: Manifest) -> tuple[str, str]:
+    """The patched tree and the checkout's state; refuses a checkout at another commit."""
     _check_commit(repo, manifest)
     tree = patched_tree(repo, manifest)
-    return repo, tree, state(repo, manifest, tree)
+    return tree, state(repo, manifest, tree)
 
 
 def apply(manifest: Manifest, upstream: str | Path | None = None, check: bool = False) -> str:
     """Apply the series (or, with ``check``, only prove that it applies). Returns a one-line message."""
-    repo, tree, current = _checked(manifest, upstream)
-    if current == "patched":
-        return f"{manifest.name}: already applied to {repo.working_dir}; nothing changed"
-    if current == "dirty":
-        raise _dirty(repo)
-    if check:
-        return f"{manifest.name}: {len(manifest.patches)} patch(es) apply cleanly to {repo.working_dir}"
-    repo.git.read_tree("-m", "-u", "HEAD", tree)
-    _write_record(repo, manifest, tree)
-    return f"{manifest.name}: applied {len(manifest.patches)} patch(es) to {repo.working_dir}"
+    with _repo(manifest, upstream) as repo:
+        tree, current = _checked(repo, manifest)
+        if current == "patched":
+            return f"{manifest.name}: already applied to {repo.working_dir}; nothing changed"
+        if current == "dirty":
+            raise _dirty(repo)
+        if check:
+            return f"{manifest.name}: {len(manifest.patches)} patch(es) apply cleanly to {repo.working_dir}"
+        repo.git.read_tree("-m", "-u", "HEAD", tree)
+        _write_record(repo, manifest, tree)
+        return f"{manifest.name}: applied {len(manifest.patches)} patch(es) to {repo.working_dir}"
 
 
 def revert(manifest: Manifest, upstream: str | Path | None = None) -> str:
     """Return the checkout to the pinned commit's files, byte for byte."""
-    repo, _, current = _checked(manifest, upstream)
-    if current == "pristine":
-        return f"{manifest.name}: {repo.working_dir} is not patched; nothing changed"
-    if current == "dirty":
-        raise _dirty(repo)
-    repo.git.read_tree("--reset", "-u", "HEAD")
-    record = Path(repo.git_dir) / RECORD
-    if record.exists():
-        record.unlink()
-    return f"{manifest.name}: reverted {repo.working_dir} to {manifest.commit[:12]}"
+    with _repo(manifest, upstream) as repo:
+        _, current = _checked(repo, manifest)
+        if current == "pristine":
+            return f"{manifest.name}: {repo.working_dir} is not patched; nothing changed"
+        if current == "dirty":
+            raise _dirty(repo)
+        repo.git.read_tree("--reset", "-u", "HEAD")
+        record = Path(repo.git_dir) / RECORD
+        if record.exists():
+            record.unlink()
+        return f"{manifest.name}: reverted {repo.working_dir} to {manifest.commit[:12]}"
 
 
 def _write_record(repo: git.Repo, manifest: Manifest, tree: str) -> None:
@@ -188,20 +189,29 @@ def status_row(manifest: Manifest, upstream: str | Path | None = None) -> dict[s
     except BiLPError:
         row["commit"] = "not initialised"
         return row
-    head = repo.head.commit.hexsha
-    row.update(commit=head[:12], pinned="yes" if head == manifest.commit else "no")
-    if head != manifest.commit:
-        return row
-    try:
-        current = state(repo, manifest, patched_tree(repo, manifest))
-    except BiLPError:
-        current = "dirty"
+    with repo:
+        head = repo.head.commit.hexsha
+        row.update(commit=head[:12], pinned="yes" if head == manifest.commit else "no")
+        if head != manifest.commit:
+            return row
+        try:
+            current = state(repo, manifest, patched_tree(repo, manifest))
+        except BiLPError:
+            current = "dirty"
     row.update(patched="yes" if current == "patched" else "no", clean="no" if current == "dirty" else "yes")
     return row
 
 
 def manifests(adapters_dir: Path) -> list[Manifest]:
     return [Manifest.load(d) for d in sorted(adapters_dir.iterdir()) if (d / "manifest.toml").is_file()]
+
+
+def export_patched(manifest: Manifest, dest: str | Path, upto: int | None = None) -> Path:
+    """The upstream's files at the pinned commit with its series (or the first ``upto`` patches) applied, written
+    under ``dest``: a patched copy for tests, benchmarks and demos, the submodule itself left untouched."""
+    with _repo(manifest, None) as repo:
+        _check_commit(repo, manifest)
+        return export_tree(repo, patched_tree(repo, manifest, upto), dest)
 
 
 def export_tree(repo: git.Repo, tree: str, dest: str | Path) -> Path:

@@ -60,7 +60,8 @@ def unavailable(dataset: str, root: Path | None = None) -> str | None:
     if row["pinned"] != "yes":
         return f"{manifest.path} is at {row['commit']}, not the pinned {manifest.commit[:12]}"
     try:
-        apply.patched_tree(git.Repo(manifest.checkout), manifest)
+        with git.Repo(manifest.checkout) as repo:
+            apply.patched_tree(repo, manifest)
     except BiLPError as err:
         return str(err).splitlines()[0]
     return None
@@ -69,13 +70,12 @@ def unavailable(dataset: str, root: Path | None = None) -> str | None:
 def materialise(dest: Path, root: Path | None = None) -> Path:
     """The patched upstream's files under ``dest`` (written once; an existing copy of the same tree is reused)."""
     manifest = apply.Manifest.load((root or repo_root()) / "adapters" / "dc")
-    repo = git.Repo(manifest.checkout)
-    tree = apply.patched_tree(repo, manifest)
-    marker = dest / ".bilp-tree"
-    if marker.is_file() and marker.read_text() == tree:
-        return dest
-    apply.export_tree(repo, tree, dest)
-    marker.write_text(tree)
+    with git.Repo(manifest.checkout) as repo:
+        tree = apply.patched_tree(repo, manifest)
+        marker = dest / ".bilp-tree"
+        if not (marker.is_file() and marker.read_text() == tree):
+            apply.export_tree(repo, tree, dest)
+            marker.write_text(tree)
     return dest
 
 

@@ -32,16 +32,15 @@ def repo_or_skip(name: str) -> git.Repo:
 
 def materialise(name: str, dest: Path, upto: int | None = None) -> Path:
     """The upstream's files at the pinned commit with the first ``upto`` patches (all when None) applied."""
-    m = manifest(name)
-    repo = repo_or_skip(name)
-    return apply.export_tree(repo, apply.patched_tree(repo, m, upto), dest)
+    repo_or_skip(name).close()
+    return apply.export_patched(manifest(name), dest, upto)
 
 
 def clone(name: str, dest: Path) -> Path:
     """A clone of the upstream's submodule at its pinned commit, for tests that patch a checkout (``--upstream``);
     sparse, without them, where the local mirror lacks some blobs (MTT's GIFs)."""
     m = manifest(name)
-    repo_or_skip(name)
+    repo_or_skip(name).close()
 
     def git(*args: str, cwd: Path = dest) -> str:
         return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
