@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import statistics
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -87,10 +88,22 @@ def add_host_flags(p: argparse.ArgumentParser, iterations: int, seeds: str) -> N
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at each record (not the stream it was created with)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def log_progress() -> None:
     """Show the ``bilp`` logger's INFO lines (progress of demo and sweep runs) on stderr."""
     if not log.handlers:
-        handler = logging.StreamHandler()
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("bilp: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
