@@ -218,7 +218,7 @@ def test_distill_refuses_experts_of_another_subset(mtt: MTT, alpha: float, exper
     mtt.run("compat-buffer", "compat", "buffer.py", [])
     out = mtt.run(f"refuse-{alpha}-{experts}", "patched", "distill.py", mtt.bilp(alpha), experts=experts,
                   fails=True).output
-    assert "BiLPError: the experts in buffers/CIFAR10_NO_ZCA/ConvNetW32 were trained on " + trained in out
+    assert "bilp: error: the experts in buffers/CIFAR10_NO_ZCA/ConvNetW32 were trained on " + trained in out
     assert wanted in out
     assert "iter = 0000" not in out
 
