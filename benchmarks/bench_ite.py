@@ -63,8 +63,7 @@ def gradient_matching(net: ConvNet, real: torch.Tensor, syn: torch.Tensor, chunk
         distance(tuple(g_syn), tuple(g_real)).backward()
 
     def loss() -> ite.SeparableLoss:
-        return ite.SeparableLoss(ite.per_sample_grads(net, real, labels), ite.synthetic_grads(net, syn_labels),
-                                 distance)
+        return ite.gradient_matching(net, real, labels, syn_labels, "ours")
 
     def meta(batch: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         g_real = torch.autograd.grad(F.cross_entropy(net(batch), labels[: len(batch)]), params)
@@ -82,7 +81,7 @@ def distribution_matching(net: ConvNet, real: torch.Tensor, syn: torch.Tensor, c
         torch.sum((net.embed(real).detach().mean(0) - net.embed(s).mean(0)) ** 2).backward()
 
     def loss() -> ite.SeparableLoss:
-        return ite.SeparableLoss((net.embed(real).detach(),), lambda s: (net.embed(s).mean(0),), ite.MEAN_EMBEDDING)
+        return ite.embedding_matching(net.embed, real)
 
     def meta(batch: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return torch.sum((net.embed(batch).detach().mean(0) - net.embed(s).mean(0)) ** 2)

@@ -186,6 +186,22 @@ class SeparableLoss:
         return tuple((b * g.mean(0, keepdim=True) - g) / (b - 1) for g in self.real_stats)
 
 
+def gradient_matching(net: torch.nn.Module, real: torch.Tensor, real_labels: torch.Tensor,
+                      syn_labels: torch.Tensor, metric: str) -> SeparableLoss:
+    """DatasetCondensation's gradient matching: :func:`dc_distance` between the synthetic gradient and the mean
+    per-sample real gradient of the classification loss, w.r.t. every parameter of ``net``."""
+    return SeparableLoss(real_stats=per_sample_grads(net, real, real_labels),
+                         synthetic=synthetic_grads(net, syn_labels), distance=dc_distance(metric))
+
+
+def embedding_matching(embed: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> SeparableLoss:
+    """DM's distribution matching: :data:`MEAN_EMBEDDING` between the mean real and the mean synthetic ``embed``."""
+    with torch.no_grad():
+        embeddings = embed(real)
+    return SeparableLoss(real_stats=(embeddings,), synthetic=lambda syn: (embed(syn).mean(0),),
+                         distance=MEAN_EMBEDDING)
+
+
 def _rows_batched(fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, cotangents: Stats,
                   chunk: int | None) -> torch.Tensor:
     """``J^T c_i`` for every row: one ``torch.func.vjp`` of ``fn``, its pullback vmapped over the rows. Under

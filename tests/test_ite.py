@@ -91,7 +91,7 @@ def test_factored_exact_equals_the_definition(prepared: Prepared, distance: ite.
 def test_distribution_matching_taylor_equals_exact_equals_definition(prepared: Prepared) -> None:
     _, net, batches = prepared
     for real, syn in batches[:2]:
-        loss = ite.SeparableLoss((net.embed(real).detach(),), lambda s: (net.embed(s).mean(0),), ite.MEAN_EMBEDDING)
+        loss = ite.embedding_matching(net.embed, real)
 
         def meta(batch: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             return torch.sum((net.embed(batch).detach().mean(0) - net.embed(s).mean(0)) ** 2)

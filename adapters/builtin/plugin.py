@@ -25,17 +25,12 @@ UPSTREAM = "builtin"
 
 def gradient_matching(step: MatchStep) -> ite.SeparableLoss:
     syn_labels = torch.full((len(step.syn),), step.cls, dtype=torch.long, device=step.syn.device)
-    return ite.SeparableLoss(real_stats=ite.per_sample_grads(step.net, step.real, step.real_labels),
-                             synthetic=ite.synthetic_grads(step.net, syn_labels),
-                             distance=ite.dc_distance(step.args.dis_metric))
+    return ite.gradient_matching(step.net, step.real, step.real_labels, syn_labels, step.args.dis_metric)
 
 
 def distribution_matching(step: MatchStep) -> ite.SeparableLoss:
     net: Any = step.net  # a ConvNet: ``embed`` is the feature extractor
-    with torch.no_grad():
-        embeddings = net.embed(step.real)
-    return ite.SeparableLoss(real_stats=(embeddings,), synthetic=lambda syn: (net.embed(syn).mean(0),),
-                             distance=ite.MEAN_EMBEDDING)
+    return ite.embedding_matching(net.embed, step.real)
 
 
 @hookimpl

@@ -51,20 +51,14 @@ def gradient_matching(step: MatchStep) -> ite.SeparableLoss:
     net = _module(step.net)
     _require_per_sample(net)
     syn_labels = torch.full((len(step.syn),), step.cls, dtype=torch.long, device=step.syn.device)
-    return ite.SeparableLoss(real_stats=ite.per_sample_grads(net, step.real, step.real_labels),
-                             synthetic=ite.synthetic_grads(net, syn_labels),
-                             distance=ite.dc_distance(step.args.dis_metric))
+    return ite.gradient_matching(net, step.real, step.real_labels, syn_labels, step.args.dis_metric)
 
 
 def distribution_matching(step: MatchStep) -> ite.SeparableLoss:
     """DM: squared distance between the mean real and the mean synthetic embedding of ``net.embed``."""
-    net = _module(step.net)
+    net: Any = _module(step.net)
     _require_per_sample(net)
-    with torch.no_grad():
-        embeddings = net.embed(step.real)
-    return ite.SeparableLoss(real_stats=(embeddings,),
-                             synthetic=lambda syn: (net.embed(syn).mean(0),),
-                             distance=ite.MEAN_EMBEDDING)
+    return ite.embedding_matching(net.embed, step.real)
 
 
 @hookimpl
