@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 import sys
 import time
@@ -33,8 +32,8 @@ from typing import Any
 from bilp_plugin import runs
 from bilp_plugin.config import STRATA, check_ratio
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.logs import log, show_progress
 
-log = logging.getLogger("bilp")
 MARKER = "demo.json"
 SETTINGS = ("baseline", "level1", "level12", "random")
 
@@ -88,7 +87,7 @@ def prepare(out: Path, force: bool) -> None:
 def demo_command(args: argparse.Namespace) -> int:
     check_ratio("--alpha", args.alpha)
     check_ratio("--beta", args.beta)
-    runs.log_progress()
+    show_progress()
     start = time.perf_counter()
     out = Path(args.out)
     prepare(out, args.force)

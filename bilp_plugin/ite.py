@@ -19,7 +19,6 @@ Adapters supply the pieces (per-sample statistics, ``h``, the upstream's distanc
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,8 +27,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from bilp_plugin.errors import BiLPError
-
-log = logging.getLogger(__name__)
+from bilp_plugin.logs import log
 
 Stats = tuple[torch.Tensor, ...]
 """One tensor per layer (or a single tensor); per-sample statistics carry a leading batch dimension."""

@@ -7,7 +7,8 @@ Layout of ``<out>/``:
   score file's path, sha256 and metadata; ``scores.npz`` when the scores were made during the run.
 * ``level2.jsonl``: one JSON object per selection (experiment, iteration, class, batch, kept, mu, sigma, the two
   thresholds, ITE seconds, seconds since the run started).
-* ``summary.json``: totals written at exit: selections, draws, ITE seconds, wall seconds of the matching loop.
+* ``summary.json``: totals written at exit: selections, draws, real rows seen and kept by level 2, ITE seconds,
+  wall seconds of the matching loop.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 from bilp_plugin import __version__
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.logs import log
 
 
 def _jsonable(value: Any) -> Any:
@@ -49,8 +51,8 @@ class RunRecord:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.started = time.perf_counter()
         self.closed = False
-        self.totals: dict[str, Any] = {"experiments": 0, "draws": 0, "selections": 0, "ite_s": 0.0,
-                                       "first_draw_s": None, "last_draw_s": None}
+        self.totals: dict[str, Any] = {"experiments": 0, "draws": 0, "selections": 0, "rows": 0, "kept_rows": 0,
+                                       "ite_s": 0.0, "first_draw_s": None, "last_draw_s": None}
         self._write_json("config.json", {
             "bilp": config.as_dict(), "upstream": upstream, "upstream_args": _jsonable(vars(upstream_args)),
             "argv": sys.argv, "started": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -77,6 +79,8 @@ class RunRecord:
 
     def selection(self, row: dict[str, Any]) -> None:
         self.totals["selections"] += 1
+        self.totals["rows"] += row["batch"]
+        self.totals["kept_rows"] += row["kept"]
         self.totals["ite_s"] += row["ite_s"]
         row = {"experiment": self.totals["experiments"] - 1, **row, "t": time.perf_counter() - self.started}
         with open(self.dir / "level2.jsonl", "a") as f:
@@ -90,9 +94,15 @@ class RunRecord:
         self.closed = True
         first, last = self.totals["first_draw_s"], self.totals["last_draw_s"]
         loop = (last - first) if first is not None and last is not None else None
-        self._write_json("summary.json", {**self.totals, "matching_loop_s": loop,
-                                          "ite_share": self.totals["ite_s"] / loop if loop else None,
+        t = self.totals
+        share = t["ite_s"] / loop if loop else None
+        self._write_json("summary.json", {**t, "matching_loop_s": loop, "ite_share": share,
                                           "wall_s": time.perf_counter() - self.started})
+        if t["selections"]:
+            log.info("BiLP level 2: kept %d of %d real rows in %d selections (%.1f%%); ITE %.2f s%s", t["kept_rows"],
+                     t["rows"], t["selections"], 100 * t["kept_rows"] / t["rows"], t["ite_s"],
+                     f", {100 * share:.1f}% of the matching loop" if share else "")
+        log.info("BiLP run record written: %s", self.dir)
 
     def _write_json(self, name: str, payload: dict[str, Any]) -> None:
         (self.dir / name).write_text(json.dumps(payload, indent=1, default=repr))

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import multiprocessing
 import os
 import statistics
-import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -29,8 +27,8 @@ from bilp_plugin import scores as score_io
 from bilp_plugin.config import ScoringConfig
 from bilp_plugin.datasets import DATASETS, load_dataset
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.logs import log, show_progress
 
-log = logging.getLogger("bilp")
 HOSTS = ("auto", "builtin", "dc")
 
 
@@ -86,27 +84,6 @@ def add_host_flags(p: argparse.ArgumentParser, iterations: int, seeds: str) -> N
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="runs in parallel (processes; default: min(2, CPUs))")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-
-
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at each record (not the stream it was created with)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-def log_progress() -> None:
-    """Show the ``bilp`` logger's INFO lines (progress of demo and sweep runs) on stderr."""
-    if not log.handlers:
-        handler = _CurrentStderr()
-        handler.setFormatter(logging.Formatter("bilp: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -178,7 +155,7 @@ def in_parallel(task: Callable[..., Any], calls: list[tuple[Any, ...]], jobs: in
     if jobs <= 1 or len(calls) <= 1:
         return [task(*c) for c in calls]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(jobs, len(calls)), mp_context=context, initializer=log_progress) as pool:
+    with ProcessPoolExecutor(min(jobs, len(calls)), mp_context=context, initializer=show_progress) as pool:
         futures = [pool.submit(task, *c) for c in calls]
         return [f.result() for f in futures]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import logging
 import sys
 from collections.abc import Callable
 from functools import singledispatch
@@ -31,12 +30,12 @@ from bilp_plugin import preemptive
 from bilp_plugin.adaptive import LazySelector
 from bilp_plugin.config import BiLPConfig, ScoringConfig
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.logs import log, show_progress
 from bilp_plugin.manager import PluginManager, get_manager
 from bilp_plugin.record import RunRecord
 from bilp_plugin.scores import ScoreFile
 from bilp_plugin.step import MatchStep
 
-log = logging.getLogger("bilp")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,6 +76,7 @@ class Session:
         self.kept: np.ndarray | None = None
         self.level1_summary: dict[str, Any] | None = None
         self.selector: LazySelector | None = None
+        show_progress()
         log.info("BiLP run record: %s", self.record.dir)
 
     def _check(self, kept_per_class: list[int] | None) -> None:
@@ -119,8 +119,9 @@ class Session:
         self._check(summary["kept_per_class"])
         self.record.level1(kept, summary)
         self.level1_summary = summary
-        log.info("BiLP level 1: kept %d of %d real samples (%s, alpha=%s)", len(kept), len(labels),
-                 self.config.criterion, self.config.alpha)
+        rule = (f"stratum S{self.config.stratum} of {config_mod.STRATA}" if self.config.criterion == "stratum"
+                else f"{self.config.criterion}, alpha={self.config.alpha}")
+        log.info("BiLP level 1: kept %d of %d real samples (%s)", len(kept), len(labels), rule)
         return kept
 
     def _scores(self, labels: np.ndarray, images: torch.Tensor | None, dataset: str | None,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,8 @@ from typing import Any
 from bilp_plugin import runs
 from bilp_plugin.config import check_ratio
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.logs import log, show_progress
 
-log = logging.getLogger("bilp")
 CRITERIA = ("loss", "random")
 FIXED = ("method", "dataset", "ipc", "iterations", "batch_real", "width", "eval_models", "eval_epochs", "scores",
          "score_epochs")
@@ -111,7 +110,7 @@ def max_alpha(base: dict[str, Any], by_alpha: dict[float, dict[str, Any]]) -> fl
 
 def sweep_command(args: argparse.Namespace) -> int:
     alphas, seeds, criteria = _alphas(args.alphas), runs.parse_seeds(args.seeds), _criteria(args.criteria)
-    runs.log_progress()
+    show_progress()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     host = runs.make_host(args, out)

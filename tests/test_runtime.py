@@ -39,7 +39,6 @@ def toy_adapter(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     plugin.meta_grad = plugin.adapter.meta_grad  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "bilp_adapters.toy", package)
     monkeypatch.setitem(sys.modules, "bilp_adapters.toy.plugin", plugin)
-    monkeypatch.setattr(runtime, "_session", None)
     monkeypatch.setattr("bilp_plugin.manager._manager", None)
     ToyAdapter.calls = 0
     yield
@@ -96,10 +95,11 @@ def test_enabled_but_inert_changes_nothing(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "run" / "config.json").read_text())["bilp"]["beta"] == 0.0
 
 
-def test_level1_random_restricts_every_draw(tmp_path: Path) -> None:
+def test_level1_random_restricts_every_draw(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = parse("--bilp", "--bilp-alpha", "0.5", "--bilp-criterion", "random", "--bilp-out", str(tmp_path))
     indices_class, labels, _ = toy_data()
     kept_lists = runtime.prune_real(args, indices_class, labels, upstream="toy", dataset="toy")
+    assert "BiLP level 1: kept 30 of 60 real samples (random, alpha=0.5)" in capsys.readouterr().err
     kept = np.load(tmp_path / "kept_indices.npy")
     assert [len(k) for k in kept_lists] == [10, 10, 10]
     assert sorted(sum(kept_lists, [])) == kept.tolist()
@@ -117,7 +117,16 @@ def test_level1_scores_on_the_fly_without_touching_global_rng(tmp_path: Path) ->
     assert json.loads((tmp_path / "level1.json").read_text())["scores_sha256"]
 
 
-def test_level2_prunes_and_records(tmp_path: Path) -> None:
+def test_level1_stratum_keeps_one_loss_decile_per_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse("--bilp", "--bilp-criterion", "stratum", "--bilp-stratum", "3", "--bilp-score-epochs", "1",
+                 "--bilp-out", str(tmp_path))
+    indices_class, labels, images = toy_data()
+    kept_lists = runtime.prune_real(args, indices_class, labels, upstream="toy", dataset="toy", images=images)
+    assert [len(k) for k in kept_lists] == [PER_CLASS // 10] * N_CLASSES
+    assert "BiLP level 1: kept 6 of 60 real samples (stratum S3 of 10)" in capsys.readouterr().err
+
+
+def test_level2_prunes_and_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = parse("--bilp", "--bilp-beta", "0.3", "--bilp-interval", "2", "--bilp-out", str(tmp_path))
     drawn = run_loop(args, iterations=4)
     assert ToyAdapter.calls == 2 * N_CLASSES  # draws 0 and 2 of each class select; 1 and 3 reuse
@@ -127,6 +136,10 @@ def test_level2_prunes_and_records(tmp_path: Path) -> None:
     assert len(rows) == 6 and all(r["kept"] < r["batch"] == 16 for r in rows)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["selections"] == 6 and summary["draws"] == 12 and summary["ite_s"] > 0
+    assert summary["rows"] == 6 * 16 and summary["kept_rows"] == sum(r["kept"] for r in rows)
+    err = capsys.readouterr().err
+    assert f"BiLP level 2: kept {summary['kept_rows']} of 96 real rows in 6 selections" in err
+    assert f"BiLP run record written: {tmp_path}" in err
 
 
 def user_error(capsys: pytest.CaptureFixture[str], call: Callable[[], object]) -> str:
@@ -148,6 +161,7 @@ def test_select_before_prune_is_a_clear_error(capsys: pytest.CaptureFixture[str]
 
 def test_an_existing_record_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_loop(parse("--bilp", "--bilp-out", str(tmp_path)))
+    runtime._session.record.close()  # type: ignore[union-attr]  # the first process ends
     runtime._session = None
     assert "already holds a run record" in user_error(capsys, lambda: run_loop(parse("--bilp", "--bilp-out",
                                                                                        str(tmp_path))))
