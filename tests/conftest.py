@@ -1,11 +1,25 @@
-"""Shared fixtures: real data from ``BILP_DATA`` (tests that need it skip with a visible reason otherwise)."""
+"""Shared fixtures: real data from ``BILP_DATA`` (tests that need it skip with a visible reason otherwise), and a
+fresh ``--bilp`` session for every test."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from bilp_plugin import runtime
+
+
+@pytest.fixture(autouse=True)
+def fresh_bilp_session(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts without a ``--bilp`` session; the run record it opens is closed when it ends (not at
+    interpreter exit, after pytest has reported)."""
+    monkeypatch.setattr(runtime, "_session", None)
+    yield
+    if runtime._session is not None:
+        runtime._session.record.close()
 
 
 def _data_root() -> Path:

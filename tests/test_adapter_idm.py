@@ -167,16 +167,13 @@ def test_select_batch_keeps_rows_of_the_drawn_batch(idm: SimpleNamespace, tmp_pa
     labels = torch.arange(40) % 2
     indices_class = [[i for i in range(40) if i % 2 == c] for c in range(2)]
     net = convnet(idm)
-    try:
-        kept = runtime.prune_real(args, indices_class, labels, upstream="idm", dataset="toy")
-        assert [len(k) for k in kept] == [15, 15] and all(set(k) <= set(i) for k, i in zip(kept, indices_class))
-        real, syn = data(batch=8, ipc=1)
-        first = runtime.select_batch(args, 0, real, net=net, syn=syn, iteration=0, embed=net.embed_channel_avg)
-        again = runtime.select_batch(args, 0, real[:3], net=net, syn=syn, iteration=1, embed=net.embed_channel_avg)
-        assert 1 <= len(first) < len(real) and again is first
-        assert all(any(torch.equal(row, r) for r in real) for row in first)
-    finally:
-        runtime._session = None
+    kept = runtime.prune_real(args, indices_class, labels, upstream="idm", dataset="toy")
+    assert [len(k) for k in kept] == [15, 15] and all(set(k) <= set(i) for k, i in zip(kept, indices_class))
+    real, syn = data(batch=8, ipc=1)
+    first = runtime.select_batch(args, 0, real, net=net, syn=syn, iteration=0, embed=net.embed_channel_avg)
+    again = runtime.select_batch(args, 0, real[:3], net=net, syn=syn, iteration=1, embed=net.embed_channel_avg)
+    assert 1 <= len(first) < len(real) and again is first
+    assert all(any(torch.equal(row, r) for r in real) for row in first)
     assert (tmp_path / "run" / "level2.jsonl").read_text().count("\n") == 1
 
 

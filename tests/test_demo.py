@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bilp_plugin import host, ite, preemptive, runs, runtime, scores, upstream_dc
+from bilp_plugin import host, ite, preemptive, runs, scores, upstream_dc
 from bilp_plugin.cli import main
 from bilp_plugin.datasets import load_dataset
 from bilp_plugin.errors import BiLPError
@@ -24,11 +24,6 @@ TINY_HOST = ["--ipc", "1", "--iterations", "2", "--width", "8", "--batch-real", 
              "--eval-epochs", "2", "--threads", "1"]
 TINY_DEMO = ["--iterations", "2", "--seeds", "0", "--width", "8", "--batch-real", "8", "--eval-models", "1",
              "--eval-epochs", "2", "--score-epochs", "1", "--jobs", "1", "--no-strata"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "_session", None)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ def run_args(tmp_path: Path, *flags: str) -> argparse.Namespace:
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     seen: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(runtime, "_session", None)
     monkeypatch.setattr(plugin, "check", lambda args, config, kept_per_class: None)
     monkeypatch.setattr(plugin, "after_level1", lambda *a: seen.append(a))
     return seen

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bilp_plugin import runs, runtime
+from bilp_plugin import runs
 from bilp_plugin.cli import main
 
 ACCURACY = {"loss": lambda a: 0.80 - 0.05 * a ** 4, "random": lambda a: 0.80 - 0.10 * a}
@@ -93,7 +93,6 @@ def test_bad_lists_are_errors(tmp_path: Path, fake: FakeHost, capsys: pytest.Cap
 
 def test_tiny_sweep_on_the_builtin_host_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(runtime, "_session", None)
     flags = ["--host", "builtin", "--alphas", "0.5", "--seeds", "0", "--iterations", "2", "--width", "8",
              "--batch-real", "8", "--eval-models", "2", "--eval-epochs", "2", "--score-epochs", "1", "--jobs", "1",
              "--out", str(tmp_path)]
