@@ -32,7 +32,7 @@ from typing import Any
 from bilp_plugin import runs
 from bilp_plugin.config import STRATA, check_ratio
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.logs import log, show_progress
+from bilp_plugin.logs import say
 
 MARKER = "demo.json"
 SETTINGS = ("baseline", "level1", "level12", "random")
@@ -87,7 +87,6 @@ def prepare(out: Path, force: bool) -> None:
 def demo_command(args: argparse.Namespace) -> int:
     check_ratio("--alpha", args.alpha)
     check_ratio("--beta", args.beta)
-    show_progress()
     start = time.perf_counter()
     out = Path(args.out)
     prepare(out, args.force)
@@ -95,7 +94,7 @@ def demo_command(args: argparse.Namespace) -> int:
     host = runs.make_host(args, out)
     scores = runs.score_file(args, out)
     table = points(args)
-    log.info("demo: %d runs on the %s host, %d at a time", sum(map(len, table.values())), host.name, args.jobs)
+    say(f"demo: {sum(map(len, table.values()))} runs on the {host.name} host, {args.jobs} at a time")
     calls = [(p, out / "runs" / p.name, scores) for group in table.values() for p in group]
     done = iter(runs.in_parallel(host.run, calls, args.jobs))
     results = {setting: [next(done) for _ in group] for setting, group in table.items()}

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.logs import log
+from bilp_plugin.logs import say
 
 Stats = tuple[torch.Tensor, ...]
 """One tensor per layer (or a single tensor); per-sample statistics carry a leading batch dimension."""
@@ -228,7 +228,7 @@ def _pullbacks(fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, cotangent
         return _rows_batched(fn, syn, cotangents, chunk)
     except RuntimeError as err:
         if "batched" not in _warned:
-            log.warning("vmapped vector-Jacobian products failed here (%s): one product per row instead", err)
+            say(f"vmapped vector-Jacobian products failed here ({err}): one product per row instead")
             _warned.add("batched")
         return _rows_looped(fn, syn, cotangents)
 
@@ -328,8 +328,8 @@ def ite(loss: SeparableLoss, syn: torch.Tensor, method: str, chunk: int | None =
         raise BiLPError(f"unknown ITE method {method!r}: use exact, taylor or taylor-sum")
     if loss.distance.taylor_vanishes:
         if loss.distance.name not in _warned:
-            log.warning("the Taylor ITE of %s vanishes (zero second derivative): using the exact ITE instead",
-                        loss.distance.name)
+            say(f"the Taylor ITE of {loss.distance.name} vanishes (zero second derivative): using the exact ITE "
+                "instead")
             _warned.add(loss.distance.name)
         return ite_norms(ite_exact(loss, syn, chunk))
     return ite_norms(ite_taylor(loss, syn, sum_form=method == "taylor-sum", chunk=chunk))

@@ -1,30 +1,15 @@
-"""The ``bilp`` logger: BiLP's one-line progress messages (run record, kept counts), on stderr as ``bilp: ...``."""
+"""BiLP's one-line messages (run record, kept counts, fallbacks), on stderr as ``bilp: ...``.
+
+Written directly, not through :mod:`logging`: every log record reads ``time.time``, which the upstreams use to
+seed their generators, and a reproducible launch (``bilp_plugin.launch --fake-clock``) replaces it with a clock
+that advances per call. A ``--bilp`` run that changes nothing must not move that clock either.
+"""
 
 from __future__ import annotations
 
-import logging
 import sys
-from typing import Any
-
-log = logging.getLogger("bilp")
 
 
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at each record (not the stream it was created with)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-def show_progress() -> None:
-    """Show the ``bilp`` logger's INFO lines on stderr, unless a handler is already attached to it."""
-    if not log.handlers:
-        handler = _CurrentStderr()
-        handler.setFormatter(logging.Formatter("bilp: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
+def say(message: str) -> None:
+    """Print ``bilp: message`` on the current ``sys.stderr``."""
+    print(f"bilp: {message}", file=sys.stderr, flush=True)

@@ -29,7 +29,7 @@ import torch
 from bilp_plugin import __version__
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.logs import log
+from bilp_plugin.logs import say
 
 
 def _jsonable(value: Any) -> Any:
@@ -99,10 +99,10 @@ class RunRecord:
         self._write_json("summary.json", {**t, "matching_loop_s": loop, "ite_share": share,
                                           "wall_s": time.perf_counter() - self.started})
         if t["selections"]:
-            log.info("BiLP level 2: kept %d of %d real rows in %d selections (%.1f%%); ITE %.2f s%s", t["kept_rows"],
-                     t["rows"], t["selections"], 100 * t["kept_rows"] / t["rows"], t["ite_s"],
-                     f", {100 * share:.1f}% of the matching loop" if share else "")
-        log.info("BiLP run record written: %s", self.dir)
+            say(f"BiLP level 2: kept {t['kept_rows']} of {t['rows']} real rows in {t['selections']} selections "
+                f"({100 * t['kept_rows'] / t['rows']:.1f}%); ITE {t['ite_s']:.2f} s"
+                + (f", {100 * share:.1f}% of the matching loop" if share else ""))
+        say(f"BiLP run record written: {self.dir}")
 
     def _write_json(self, name: str, payload: dict[str, Any]) -> None:
         (self.dir / name).write_text(json.dumps(payload, indent=1, default=repr))

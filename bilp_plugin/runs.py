@@ -27,7 +27,7 @@ from bilp_plugin import scores as score_io
 from bilp_plugin.config import ScoringConfig
 from bilp_plugin.datasets import DATASETS, load_dataset
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.logs import log, show_progress
+from bilp_plugin.logs import say
 
 HOSTS = ("auto", "builtin", "dc")
 
@@ -128,7 +128,7 @@ def make_host(args: argparse.Namespace, workdir: Path) -> Host:
         return upstream_dc.DcHost(args, workdir)
     if args.host == "dc":
         raise BiLPError(f"--host dc cannot run: {reason}")
-    log.warning("using the built-in host: %s", reason)
+    say(f"using the built-in host: {reason}")
     return BuiltinHost(args)
 
 
@@ -145,7 +145,7 @@ def score_file(args: argparse.Namespace, out: Path) -> Path:
     dataset = load_dataset(args.dataset, args.data_root)
     torch.set_num_threads(max(1, args.jobs * args.threads))  # scoring has the machine to itself
     config = ScoringConfig(model_width=args.width, epochs=args.score_epochs, device=args.device, progress=False)
-    log.info("scoring %s (%d samples, %d epochs)", dataset.name, len(dataset), args.score_epochs)
+    say(f"scoring {dataset.name} ({len(dataset)} samples, {args.score_epochs} epochs)")
     score_io.save(path, get_manager().score_samples(dataset, config))
     return path.resolve()
 
@@ -155,7 +155,7 @@ def in_parallel(task: Callable[..., Any], calls: list[tuple[Any, ...]], jobs: in
     if jobs <= 1 or len(calls) <= 1:
         return [task(*c) for c in calls]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(jobs, len(calls)), mp_context=context, initializer=show_progress) as pool:
+    with ProcessPoolExecutor(min(jobs, len(calls)), mp_context=context) as pool:
         futures = [pool.submit(task, *c) for c in calls]
         return [f.result() for f in futures]
 

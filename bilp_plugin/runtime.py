@@ -30,7 +30,7 @@ from bilp_plugin import preemptive
 from bilp_plugin.adaptive import LazySelector
 from bilp_plugin.config import BiLPConfig, ScoringConfig
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.logs import log, show_progress
+from bilp_plugin.logs import say
 from bilp_plugin.manager import PluginManager, get_manager
 from bilp_plugin.record import RunRecord
 from bilp_plugin.scores import ScoreFile
@@ -76,8 +76,7 @@ class Session:
         self.kept: np.ndarray | None = None
         self.level1_summary: dict[str, Any] | None = None
         self.selector: LazySelector | None = None
-        show_progress()
-        log.info("BiLP run record: %s", self.record.dir)
+        say(f"BiLP run record: {self.record.dir}")
 
     def _check(self, kept_per_class: list[int] | None) -> None:
         """The adapter's own checks of the upstream's arguments (before any training)."""
@@ -121,7 +120,7 @@ class Session:
         self.level1_summary = summary
         rule = (f"stratum S{self.config.stratum} of {config_mod.STRATA}" if self.config.criterion == "stratum"
                 else f"{self.config.criterion}, alpha={self.config.alpha}")
-        log.info("BiLP level 1: kept %d of %d real samples (%s)", len(kept), len(labels), rule)
+        say(f"BiLP level 1: kept {len(kept)} of {len(labels)} real samples ({rule})")
         return kept
 
     def _scores(self, labels: np.ndarray, images: torch.Tensor | None, dataset: str | None,

@@ -23,7 +23,7 @@ from typing import Any
 from bilp_plugin import runs
 from bilp_plugin.config import check_ratio
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.logs import log, show_progress
+from bilp_plugin.logs import say
 
 CRITERIA = ("loss", "random")
 FIXED = ("method", "dataset", "ipc", "iterations", "batch_real", "width", "eval_models", "eval_epochs", "scores",
@@ -87,9 +87,9 @@ def run_point(host: runs.Host, point: runs.Point, out: Path, scores: Path) -> di
         return json.loads(stored.read_text())["result"]
     run_dir = out / "runs" / point.name
     if run_dir.exists():
-        log.info("sweep: %s was interrupted; running it again", point.name)
+        say(f"sweep: {point.name} was interrupted; running it again")
         shutil.rmtree(run_dir)
-    log.info("sweep: running %s", point.name)
+    say(f"sweep: running {point.name}")
     result = host.run(point, run_dir, scores)
     stored.parent.mkdir(parents=True, exist_ok=True)
     tmp = stored.with_suffix(".tmp")
@@ -110,7 +110,6 @@ def max_alpha(base: dict[str, Any], by_alpha: dict[float, dict[str, Any]]) -> fl
 
 def sweep_command(args: argparse.Namespace) -> int:
     alphas, seeds, criteria = _alphas(args.alphas), runs.parse_seeds(args.seeds), _criteria(args.criteria)
-    show_progress()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     host = runs.make_host(args, out)

@@ -6,6 +6,7 @@ import argparse
 import re
 import json
 import sys
+import time
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -140,6 +141,18 @@ def test_level2_prunes_and_records(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert f"BiLP level 2: kept {summary['kept_rows']} of 96 real rows in 6 selections" in err
     assert f"BiLP run record written: {tmp_path}" in err
+
+
+def test_bilp_never_reads_the_wall_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The upstreams seed their generators from ``time.time`` and a reproducible launch replaces it with a clock
+    that advances per call: both levels, the record and the progress lines must make no call to it."""
+    calls: list[int] = []
+    monkeypatch.setattr(time, "time", lambda: calls.append(1) or 0.0)
+    run_loop(parse("--bilp", "--bilp-alpha", "0.5", "--bilp-criterion", "random", "--bilp-beta", "0.3",
+                   "--bilp-interval", "2", "--bilp-out", str(tmp_path)))
+    runtime._session.record.close()  # type: ignore[union-attr]
+    assert calls == [] and "BiLP level 2: kept" in capsys.readouterr().err
 
 
 def user_error(capsys: pytest.CaptureFixture[str], call: Callable[[], object]) -> str:
