@@ -105,6 +105,16 @@ def summary(kept: np.ndarray, labels: Any, **fields: Any) -> dict[str, Any]:
             "kept_per_class": kept_counts}
 
 
+def require_rows(kept_per_class: list[int], rows: int, why: str, alpha: float) -> None:
+    """Refuse a level-1 selection that leaves some class fewer than ``rows`` samples, saying ``why`` they are
+    needed and which classes fall short."""
+    short = [(c, n) for c, n in enumerate(kept_per_class) if n < rows]
+    if short:
+        listed = ", ".join(f"class {c}: {n}" for c, n in short[:5]) + (" ..." if len(short) > 5 else "")
+        raise BiLPError(f"level 1 (--bilp-alpha {alpha}) leaves fewer than {rows} samples in {len(short)} "
+                        f"class(es) ({listed}), but {why}: lower --bilp-alpha")
+
+
 def _arrays(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)

@@ -79,7 +79,11 @@ class Session:
         say(f"BiLP run record: {self.record.dir}")
 
     def _check(self, kept_per_class: list[int] | None) -> None:
-        """The adapter's own checks of the upstream's arguments (before any training)."""
+        """Level 2's own need after level 1, then the adapter's checks of the upstream's arguments (before any
+        training)."""
+        if kept_per_class is not None and self.config.level2:
+            preemptive.require_rows(kept_per_class, 2, "level 2's ITE needs at least 2 real rows per batch (or "
+                                    "--bilp-beta 0 turns level 2 off)", self.config.alpha)
         check = getattr(self.adapter, "check", None)
         if check is not None:
             check(self.args, self.config, kept_per_class)

@@ -179,7 +179,6 @@ def test_meta_grad_declines_other_upstreams(upstream: SimpleNamespace) -> None:
     (dc_args(batch_real=1), BiLPConfig(beta=0.2), None, "--batch_real >= 2"),
     (dc_args(init="real", ipc=10), BiLPConfig(alpha=0.999), [6, 7, 9], "keeps only 6 of class 0"),
     (dm_args(model="ConvNetBN", batch_real=64), BiLPConfig(alpha=0.99), [60, 59, 70], "keeps only 59 of class 1"),
-    (dc_args(), BiLPConfig(alpha=0.999, beta=0.2), [3, 1, 4], "at least 2 real images per class"),
 ])
 def test_check_refuses_unsupported_settings(args: SimpleNamespace, config: BiLPConfig, kept: list[int] | None,
                                             message: str) -> None:

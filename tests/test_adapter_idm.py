@@ -208,8 +208,6 @@ def test_check_class_sizes_after_level1(script_name) -> None:
     with pytest.raises(BiLPError, match=r"fewer than 10 samples in 1 class\(es\) \(class 2: 9\).*--init real"):
         plugin.check(check_args(), BiLPConfig(alpha=0.5), [10, 12, 9])
     plugin.check(check_args(init="noise"), BiLPConfig(alpha=0.5), [10, 12, 9])
-    with pytest.raises(BiLPError, match="level 2's ITE needs at least 2"):
-        plugin.check(check_args(init="noise"), BiLPConfig(alpha=0.5, beta=0.1), [10, 1])
     with pytest.raises(BiLPError, match="--batch_real >= 2, got 1"):
         plugin.check(check_args(batch_real=1), BiLPConfig(beta=0.1), None)
 

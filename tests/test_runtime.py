@@ -180,6 +180,16 @@ def test_an_existing_record_is_never_overwritten(tmp_path: Path, capsys: pytest.
                                                                                        str(tmp_path))))
 
 
+def test_level2_refuses_a_level1_subset_with_fewer_than_2_rows_in_a_class(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """For every upstream, before any matching step: the ITE needs at least 2 real rows per batch."""
+    args = parse("--bilp", "--bilp-alpha", "0.95", "--bilp-criterion", "random", "--bilp-beta", "0.3",
+                 "--bilp-out", str(tmp_path))
+    line = user_error(capsys, lambda: run_loop(args))
+    assert "leaves fewer than 2 samples in 3 class(es) (class 0: 1, class 1: 1, class 2: 1)" in line
+    assert "level 2's ITE needs at least 2 real rows per batch" in line and ToyAdapter.calls == 0
+
+
 def test_unknown_upstream(capsys: pytest.CaptureFixture[str]) -> None:
     err = user_error(capsys, lambda: runtime.prune_real(parse("--bilp"), [], torch.zeros(0), upstream="nope"))
     assert "no adapter for upstream 'nope'" in err

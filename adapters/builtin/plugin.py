@@ -52,6 +52,3 @@ def check(args: Any, config: BiLPConfig, kept_per_class: list[int] | None) -> No
     if args.init == "real" and fewest < args.ipc:
         raise BiLPError(f"--init real needs {args.ipc} real images per class (--ipc), but level 1 keeps only "
                         f"{fewest} of class {cls}: lower --bilp-alpha or --ipc")
-    if config.level2 and fewest < 2:
-        raise BiLPError(f"level 2 needs at least 2 real images per class, but level 1 keeps only {fewest} of class "
-                        f"{cls}: lower --bilp-alpha, or use --bilp-beta 0")

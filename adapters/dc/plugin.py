@@ -95,6 +95,3 @@ def check(args: Any, config: BiLPConfig, kept_per_class: list[int] | None) -> No
         raise BiLPError(f"DM with --model {args.model} needs --batch_real {args.batch_real} real images per "
                         f"class, but level 1 keeps only {fewest} of class {cls} (--bilp-alpha {config.alpha}): "
                         "lower --bilp-alpha or --batch_real")
-    if config.level2 and fewest < 2:
-        raise BiLPError(f"level 2 needs at least 2 real images per class, but level 1 keeps only {fewest} of class "
-                        f"{cls} (--bilp-alpha {config.alpha}): lower --bilp-alpha, or use --bilp-beta 0")

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from bilp_plugin import hookimpl, ite
+from bilp_plugin import hookimpl, ite, preemptive
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.step import MatchStep
@@ -83,7 +83,7 @@ def _topk_filter(args: Any) -> bool:
     return Path(sys.argv[0]).name == TOPK_SCRIPT and args.ipc == 1 and not args.aug
 
 
-def _needs(args: Any, config: BiLPConfig) -> list[tuple[int, str]]:
+def _needs(args: Any) -> list[tuple[int, str]]:
     """(rows, why) every class must keep after level 1."""
     needs = []
     if args.init == "real":
@@ -91,8 +91,6 @@ def _needs(args: Any, config: BiLPConfig) -> list[tuple[int, str]]:
     if _topk_filter(args):
         why = f"{TOPK_SCRIPT} with --ipc 1 and no --aug keeps the {TOPK} lowest-loss rows of each class's batch"
         needs.append((TOPK, why))
-    if config.level2:
-        needs.append((2, "level 2's ITE needs at least 2 real rows per batch"))
     return needs
 
 
@@ -101,12 +99,8 @@ def check(args: Any, config: BiLPConfig, kept_per_class: list[int] | None) -> No
     if kept_per_class is None:
         _check_args(args, config)
         return
-    for rows, why in _needs(args, config):
-        short = [(c, n) for c, n in enumerate(kept_per_class) if n < rows]
-        if short:
-            listed = ", ".join(f"class {c}: {n}" for c, n in short[:5]) + (" ..." if len(short) > 5 else "")
-            raise BiLPError(f"level 1 (--bilp-alpha {config.alpha}) leaves fewer than {rows} samples in "
-                            f"{len(short)} class(es) ({listed}), but {why}: lower --bilp-alpha")
+    for rows, why in _needs(args):
+        preemptive.require_rows(kept_per_class, rows, why, config.alpha)
 
 
 def _check_args(args: Any, config: BiLPConfig) -> None:
