@@ -1,6 +1,6 @@
 """DC (DatasetCondensation ``main.py``) with and without BiLP, side by side: accuracy, wall time, ITE overhead.
 
-Methods, each run for every seed on the patched upstream through ``bilp_plugin.launch`` (seeded, fake clock):
+Methods, each run for every seed on the patched upstream through ``bilp launch`` (seeded, fake clock):
   baseline     no ``--bilp``
   bilp-l1      level 1: per class, keep the ``1 - alpha`` lowest-loss samples of the score file
   bilp-l1+l2   level 1, then level 2 (``--bilp-beta``, re-selection every ``--interval`` draws of a class)
@@ -41,7 +41,7 @@ from unittest import mock
 import numpy as np
 import torch
 
-from bilp_plugin import launch
+from bilp_plugin.tools import launch
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE2 = {("CIFAR10", 1): 0.995}
@@ -102,7 +102,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def upstream_tree(args: argparse.Namespace, workdir: Path) -> Path:
     if args.upstream:
         return Path(args.upstream).resolve()
-    from bilp_plugin import apply
+    from bilp_plugin.tools import apply
 
     return apply.export_patched(apply.Manifest.load(ROOT / "adapters" / "dc"), workdir / "upstream")
 
@@ -125,7 +125,7 @@ def distill(tree: Path, method: str, seed: int, args: argparse.Namespace, cwd: P
     upstream_args = ["--method", "DC", "--dataset", args.dataset, "--model", args.model, "--ipc", str(args.ipc),
                      "--Iteration", str(args.iterations), "--batch_real", str(args.batch_real), "--num_exp", "1",
                      "--num_eval", "0", "--data_path", str(Path(args.data).resolve()), "--save_path", "out"]
-    cmd = [sys.executable, "-m", "bilp_plugin.launch", "--seed", str(seed), "--fake-clock", "--threads",
+    cmd = [sys.executable, "-m", "bilp_plugin", "launch", "--seed", str(seed), "--fake-clock", "--threads",
            str(args.threads), *(["--skip-cifar-integrity"] if args.dataset == "CIFAR10" else []),
            str(tree / "main.py"), "--", *upstream_args, *method_flags(method, args, seed)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
@@ -181,7 +181,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> list[Run]:
     runs = []
     with upstream_modules(tree) as utils:
         if args.dataset == "CIFAR10":
-            launch.skip_cifar_integrity()
+            launch.disable_cifar_md5()
         with contextlib.redirect_stdout(io.StringIO()):
             dst_test = utils.get_dataset(args.dataset, str(Path(args.data).resolve()))[7]
         test = torch.utils.data.DataLoader(torch.utils.data.Subset(dst_test, range(args.test_subset)),

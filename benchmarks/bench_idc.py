@@ -19,7 +19,7 @@ right after the draw, with ``--bilp-beta``, global running statistics and its ow
 "ITE s/iter" is the ITE time the run record measures (device-synchronised), "ITE / unpatched" its ratio to the
 unpatched iteration (the paper: 0.03 / 0.44 s = 7%), "total / unpatched" the whole BiLP iteration's ratio (it also
 includes the cheaper matching on pruned batches). "naive exact" is the definition: one IDC matchloss gradient per
-left-out sample (the paper's "running stats only" column); "factored exact" is ``bilp_plugin.ite.ite_exact``.
+left-out sample (the paper's "running stats only" column); "factored exact" is ``bilp_plugin.method.ite.ite_exact``.
 """
 
 from __future__ import annotations
@@ -40,12 +40,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from bilp_adapters.idc import plugin  # also registers level 1's restrict() for IDC's dataset
+from bilp_adapters.idc import plugin
 
-from bilp_plugin import apply, hookimpl, ite, runtime
-from bilp_plugin.launch import cuda_to_cpu, skip_cifar_integrity
+from bilp_plugin import hookimpl, runtime
+from bilp_plugin.tools import apply
+from bilp_plugin.method import ite
+from bilp_plugin.tools.launch import disable_cifar_md5, redirect_cuda_to_cpu
 from bilp_plugin.manager import PluginManager
-from bilp_plugin.step import MatchStep
+from bilp_plugin.method.matchstep import MatchStep
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,7 +133,7 @@ class Bench:
         if a.per_class:
             labels = np.asarray(trainset.targets)
             kept = np.sort(np.concatenate([np.flatnonzero(labels == k)[:a.per_class] for k in range(trainset.nclass)]))
-            trainset = runtime.restrict(trainset, kept)
+            trainset = plugin.restrict_real(upstream="idc", real=trainset, kept=kept)
         self.trainset = trainset
         if args.load_memory:
             self.loader_real = c.ClassMemDataLoader(trainset, batch_size=args.batch_real)
@@ -211,9 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     a, idc_args = parse(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    cuda_to_cpu()
+    redirect_cuda_to_cpu()
     if a.skip_cifar_integrity:
-        skip_cifar_integrity()
+        disable_cifar_md5()
     np.random.seed(a.seed)
     torch.manual_seed(a.seed)
     variants = [v for v in VARIANTS if not (a.skip_naive and v.ite == "naive")]

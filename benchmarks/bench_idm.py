@@ -1,7 +1,7 @@
 """ITE overhead inside IDM's iteration: the patched ``IDM_cifar10.py`` without and with level 2, side by side.
 
 Protocol (printed with the results): one invocation launches the patched script (seeded, fake wall clock,
-``bilp_plugin.launch``) ``--repeats`` times in each configuration, alternating: ``base`` (no ``--bilp``) and
+``bilp launch``) ``--repeats`` times in each configuration, alternating: ``base`` (no ``--bilp``) and
 ``bilp`` (``--bilp --bilp-beta B --bilp-interval K``, alpha 0). Each run records, with ``time.perf_counter``, the
 moment every ``select_batch`` call begins (the hook line, once per class per matching step), so one iteration is
 the time from its first draw to the next iteration's first draw: matching of all classes, the model queue's
@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def child(out: Path, launcher_argv: list[str]) -> None:
     """Run the script through the launcher, recording when each ``select_batch`` call begins."""
-    from bilp_plugin import launch, runtime
+    from bilp_plugin import runtime
+    from bilp_plugin.tools import launch
 
     stamps: list[tuple[Any, int, float]] = []
     select = runtime.select_batch

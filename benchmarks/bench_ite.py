@@ -22,8 +22,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from bilp_plugin import ite
-from bilp_plugin.models import ConvNet
+from bilp_plugin.method import ite
+from bilp_plugin.method.convnet import ConvNet
 
 
 def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
@@ -42,7 +42,7 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float
 
 def real_batch(args: argparse.Namespace, device: torch.device) -> torch.Tensor:
     if args.data_root:
-        from bilp_plugin.datasets import load_dataset
+        from bilp_plugin.lab.datasets import load_dataset
 
         data = load_dataset("cifar10", args.data_root)
         return data.images[data.labels == 0][: args.batch].to(device)

@@ -7,7 +7,7 @@
     python benchmarks/bench_mtt.py --data-root $BILP_DATA --scores CIFAR10_LossConverge.json --zca --epochs 50
 
 Protocol: the patched buffer.py (whole patch series, exported from the submodule to a work folder) runs once per
-alpha, one after the other, each in a fresh process and folder, seeded and with a fake clock (bilp_plugin.launch),
+alpha, one after the other, each in a fresh process and folder, seeded and with a fake clock (bilp launch),
 ``--bilp --bilp-alpha A --bilp-scores FILE`` (alpha 0 with --bilp as well, so every run pays the same BiLP
 overhead). Each child times, with perf_counter, the phases of its run by wrapping the upstream's own functions:
 ``setup`` (everything before the first training epoch: torchvision load, the per-sample tensor building loop, ZCA,
@@ -56,10 +56,11 @@ def _timed(fn: Callable[..., Any], add: Callable[[str, float, float], None],
 
 
 def child(out: str, launch_args: list[str]) -> None:
-    """Run buffer.py through bilp_plugin.launch with its phases timed; write them to ``out`` at exit."""
+    """Run buffer.py through bilp launch with its phases timed; write them to ``out`` at exit."""
     import torch
 
-    from bilp_plugin import launch, runtime
+    from bilp_plugin import runtime
+    from bilp_plugin.tools import launch
 
     script = Path(launch.build_parser().parse_args(launch_args).script).resolve()
     sys.path.insert(0, str(script.parent))
@@ -101,7 +102,7 @@ def child(out: str, launch_args: list[str]) -> None:
 
 def export_patched_tree(dest: Path) -> Path:
     """The pinned upstream with the whole mtt patch series, written under ``dest`` (the submodule is untouched)."""
-    from bilp_plugin import apply
+    from bilp_plugin.tools import apply
 
     return apply.export_patched(apply.Manifest.load(ROOT / "adapters" / "mtt"), dest)
 
@@ -185,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         tree = export_patched_tree(work / "tree")
         data, scores = Path(a.data_root), Path(a.scores).resolve()
         if a.per_class or a.test_per_class:
-            from bilp_plugin import layouts
+            from bilp_plugin.tools import layouts
 
             data = work / "data"
             layouts.write_cifar10_subset(a.data_root, data, a.per_class, a.test_per_class, scores)

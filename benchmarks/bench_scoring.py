@@ -6,7 +6,7 @@
 Protocol: one process, one dataset, one recipe (ConvNet-D of width W, SGD lr / momentum 0.9 / weight decay
 5e-4, batch B, E epochs, no augmentation). "train" is a plain loop: the same seeded ConvNet, the same seeded
 shuffling (tensor indexing, no DataLoader) and the mean cross-entropy. "score" is
-``bilp_plugin.scoring.empirical_loss`` in mode ``mean`` (per-sample losses from the training forward pass,
+``bilp_plugin.method.empirical_loss.empirical_loss`` in mode ``mean`` (per-sample losses from the training forward pass,
 mapped back to dataset indices), progress bar off. Both first run one untimed warm-up epoch on one full and
 one last-size batch (so every kernel shape exists); then they alternate for ``--rounds`` rounds, each timed
 end to end (data to the device, training, results back). The ratio is the median over rounds of score / train
@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from bilp_plugin.config import ScoringConfig
-from bilp_plugin.datasets import DATASETS, RealSet, load_dataset
-from bilp_plugin.scoring import build_model, check_config, empirical_loss
+from bilp_plugin.lab.datasets import DATASETS, load_dataset
+from bilp_plugin.method.realset import RealSet
+from bilp_plugin.method.empirical_loss import build_model, check_config, empirical_loss
 
 GOAL = 1.05
 Times = dict[str, list[tuple[float, float]]]

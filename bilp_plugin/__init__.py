@@ -13,14 +13,27 @@ and expose the module under the ``bilp`` entry-point group in your package's met
     [project.entry-points.bilp]
     my_rule = "my_package.my_rule"
 
-``bilp plugins`` lists what is registered and which hooks each plugin implements.
+An adapter for another upstream is a module of hooks exposed under the ``bilp.adapters`` group, named after the
+upstream (``docs/adapters.md``)::
+
+    [project.entry-points."bilp.adapters"]
+    my_upstream = "my_package.adapter"
+
+``bilp plugins`` lists every plugin and adapter and the hooks each implements.
+
+Layers (each imports only those above it): this package's core (``hookspecs``, ``manager``, ``config``,
+``errors``, ``logs``, ``files``); ``method/`` (the algorithm: score files, scoring, level 1, the ITE, level 2);
+``runtime/`` (the facade patched upstreams import, the run record); ``tools/`` (``bilp-apply``, the reproducible
+launcher, data layouts); ``lab/`` (the built-in host, demo, sweep, report, datasets); ``commands/`` (one module per
+command line, assembled by ``cli``).
 """
 
 import pluggy
 
+from bilp_plugin.hookspecs import PROJECT
+
 __version__ = "0.1.0"
 
-PROJECT = "bilp"
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 __all__ = ["hookimpl", "__version__", "PROJECT"]

@@ -1,7 +1,7 @@
 """BiLP's one-line messages (run record, kept counts, fallbacks), on stderr as ``bilp: ...``.
 
 Written directly, not through :mod:`logging`: every log record reads ``time.time``, which the upstreams use to
-seed their generators, and a reproducible launch (``bilp_plugin.launch --fake-clock``) replaces it with a clock
+seed their generators, and a reproducible launch (``bilp launch --fake-clock``) replaces it with a clock
 that advances per call. A ``--bilp`` run that changes nothing must not move that clock either.
 """
 

@@ -1,30 +1,51 @@
-"""The pluggy plugin manager: built-in plugins, then entry points, loaded once and on first use."""
+"""The pluggy plugin manager: the built-in plugins, then the ``bilp`` entry points, loaded once and on first use;
+adapters from the ``bilp.adapters`` entry points, registered by name when an upstream (or a command) needs one."""
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from bilp_plugin import PROJECT, hookspecs
+from bilp_plugin import hookspecs
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.hookspecs import PROJECT
 
 if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
+
+    import numpy as np
     import torch
 
-    from bilp_plugin.adaptive import Selection, SelectionState
     from bilp_plugin.config import BiLPConfig, ScoringConfig
-    from bilp_plugin.datasets import RealSet
-    from bilp_plugin.scores import ScoreFile
-    from bilp_plugin.step import MatchStep
+    from bilp_plugin.lab.hosts import Host
+    from bilp_plugin.method.level1 import Subset
+    from bilp_plugin.method.level2 import Selection, SelectionState
+    from bilp_plugin.method.matchstep import MatchStep
+    from bilp_plugin.method.realset import RealSet
+    from bilp_plugin.method.scorefile import ScoreFile
 
-BUILTIN_PLUGINS = ("bilp_plugin.scores", "bilp_plugin.scoring", "bilp_plugin.adaptive")
-ADAPTERS = ("builtin", "dc", "mtt", "idc", "idm")
+BUILTIN_PLUGINS = ("bilp_plugin.method.scorefile", "bilp_plugin.method.empirical_loss",
+                   "bilp_plugin.method.level2", "bilp_plugin.runtime.defaults")
+ADAPTER_GROUP = f"{PROJECT}.adapters"
+"""The entry-point group of adapters: ``<upstream name> = "<module of its hooks>"``."""
+
+
+def adapter_entry_points() -> dict[str, str]:
+    """Every installed adapter: upstream name -> module, in name order."""
+    return {ep.name: ep.value for ep in sorted(entry_points(group=ADAPTER_GROUP), key=lambda ep: ep.name)}
+
+
+def adapter_name(upstream: str) -> str:
+    """The plugin name an adapter is registered under."""
+    return f"adapter:{upstream}"
 
 
 class PluginManager:
-    """Typed access to the three hooks over a :class:`pluggy.PluginManager`."""
+    """Typed access to every hook over a :class:`pluggy.PluginManager`."""
 
     def __init__(self) -> None:
         self._pm = pluggy.PluginManager(PROJECT)
@@ -42,7 +63,7 @@ class PluginManager:
         self._loaded = True
 
     def register(self, plugin: object, name: str | None = None) -> None:
-        """Register a plugin object or module (tests and adapters)."""
+        """Register a plugin object or module (tests, hosts); a name already registered is kept."""
         self.load()
         if name is None or self._pm.get_plugin(name) is None:
             self._pm.register(plugin, name=name)
@@ -51,26 +72,33 @@ class PluginManager:
     def unregister(self, name: str) -> None:
         self._pm.unregister(name=name)
 
-    def register_adapter(self, upstream: str) -> None:
-        """Register ``adapters/<upstream>/plugin.py``, the hook implementations for that upstream."""
-        name = f"bilp_adapters.{upstream}.plugin"
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name not in (name, f"bilp_adapters.{upstream}"):
-                raise
-            raise BiLPError(f"no adapter for upstream {upstream!r}: expected one of {', '.join(ADAPTERS)}") from None
-        self.register(module, name=name)
+    def register_adapter(self, upstream: str, plugin: object | None = None) -> None:
+        """Register the adapter of ``upstream``: ``plugin`` when given, else the module its ``bilp.adapters``
+        entry point names (once: an adapter already registered under that name is kept)."""
+        self.load()
+        if self._pm.get_plugin(adapter_name(upstream)) is not None:
+            return
+        if plugin is None:
+            module = adapter_entry_points().get(upstream)
+            if module is None:
+                known = ", ".join(adapter_entry_points()) or "none installed"
+                raise BiLPError(f"no adapter for upstream {upstream!r} (adapters: {known}); an adapter is a module "
+                                f"of hooks under the {ADAPTER_GROUP!r} entry-point group (docs/adapters.md)")
+            plugin = importlib.import_module(module)
+        self.register(plugin, name=adapter_name(upstream))
 
     def plugins(self) -> list[tuple[str, list[str]]]:
-        """(name, implemented hooks) for every registered plugin, in registration order."""
+        """(name, implemented hooks) for every registered plugin: the built-ins, other plugins, then adapters,
+        each by name."""
         self.load()
-        return [
-            (self._pm.get_name(plugin) or repr(plugin),
-             sorted(impl.name for impl in (self._pm.get_hookcallers(plugin) or [])))
-            for plugin in self._pm.get_plugins()
-        ]
+        rows = [(self._pm.get_name(plugin) or repr(plugin),
+                 sorted(impl.name for impl in (self._pm.get_hookcallers(plugin) or [])))
+                for plugin in self._pm.get_plugins()]
+        order = {name: i for i, name in enumerate(BUILTIN_PLUGINS)}
+        return sorted(rows, key=lambda row: (row[0].startswith(adapter_name("")), order.get(row[0], len(order)),
+                                             row[0]))
 
+    # ---------------------------------------------------------------------------------------- typed hook calls
     def score_samples(self, dataset: RealSet, config: ScoringConfig) -> ScoreFile:
         self.load()
         result = self._pm.hook.score_samples(dataset=dataset, config=config)
@@ -93,9 +121,36 @@ class PluginManager:
             raise BiLPError("no plugin answered filter_batch (is the built-in rule unregistered?)")
         return result
 
-    @property
-    def hook(self) -> Any:
-        return self._pm.hook
+    def check_run(self, upstream: str, args: Any, config: BiLPConfig) -> None:
+        self.load()
+        self._pm.hook.check_run(upstream=upstream, args=args, config=config)
+
+    def check_level1(self, upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+        self.load()
+        self._pm.hook.check_level1(upstream=upstream, args=args, config=config, subset=subset)
+
+    def after_level1(self, upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+        self.load()
+        self._pm.hook.after_level1(upstream=upstream, args=args, config=config, subset=subset)
+
+    def restrict_real(self, upstream: str, real: Any, kept: np.ndarray) -> Any:
+        self.load()
+        result = self._pm.hook.restrict_real(upstream=upstream, real=real, kept=kept)
+        if result is None:
+            raise BiLPError(f"level 1 cannot restrict a {type(real).__name__} of upstream {upstream!r}: its adapter "
+                            "implements no restrict_real for it")
+        return result
+
+    def real_images(self, upstream: str, real: Any, dataset: str | None) -> torch.Tensor | None:
+        self.load()
+        return self._pm.hook.real_images(upstream=upstream, real=real, dataset=dataset)
+
+    def make_host(self, name: str, options: argparse.Namespace, workdir: Path) -> Host:
+        self.load()
+        result = self._pm.hook.make_host(name=name, options=options, workdir=workdir)
+        if result is None:
+            raise BiLPError(f"adapter {name!r} offers no host for bilp demo/sweep/ablate")
+        return result
 
 
 _manager: PluginManager | None = None

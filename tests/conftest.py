@@ -25,8 +25,8 @@ def fresh_bilp_session(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def _data_root() -> Path:
     root = os.environ.get("BILP_DATA")
     if not root:
-        pytest.skip("BILP_DATA not set: run `python shared/data/tools/make_layouts.py DIR` and export "
-                    "BILP_DATA=DIR to run the tests on real data")
+        pytest.skip("BILP_DATA not set: export BILP_DATA=DIR, a folder of torchvision layouts (docs/data.md), "
+                    "to run the tests on real data")
     return Path(root)
 
 

@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from bilp_adapters.dc import plugin
-from bilp_plugin import ite
+from bilp_plugin.method import ite
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.step import MatchStep
+from bilp_plugin.method.matchstep import MatchStep
+from subsets import run_checks
 from upstreams import importable, manifest, materialise, repo_or_skip
 
 METRICS = ("ours", "mse", "cos")
@@ -183,7 +184,7 @@ def test_meta_grad_declines_other_upstreams(upstream: SimpleNamespace) -> None:
 def test_check_refuses_unsupported_settings(args: SimpleNamespace, config: BiLPConfig, kept: list[int] | None,
                                             message: str) -> None:
     with pytest.raises(BiLPError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        plugin.check(args, config, kept)
+        run_checks(plugin, "dc", args, config, kept)
 
 
 @pytest.mark.parametrize(("args", "config", "kept"), [
@@ -193,8 +194,8 @@ def test_check_refuses_unsupported_settings(args: SimpleNamespace, config: BiLPC
     (dm_args(ipc=10), BiLPConfig(alpha=0.99, beta=0.2), [10, 12]),
 ])
 def test_check_accepts_supported_settings(args: SimpleNamespace, config: BiLPConfig, kept: list[int]) -> None:
-    plugin.check(args, config, None)
-    plugin.check(args, config, kept)
+    run_checks(plugin, "dc", args, config, None)
+    run_checks(plugin, "dc", args, config, kept)
 
 
 # ------------------------------------------------------------------------------------------- bilp-apply

@@ -18,11 +18,13 @@ import torch
 from bilp_adapters.idc import plugin
 from upstreams import importable, materialise
 
-from bilp_plugin import ite, runtime
+from bilp_plugin import runtime
+from bilp_plugin.method import ite
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.launch import CudaToCpu
-from bilp_plugin.step import MatchStep
+from bilp_plugin.tools.launch import CudaToCpu
+from bilp_plugin.method.matchstep import MatchStep
+from subsets import run_checks
 
 pytestmark = pytest.mark.filterwarnings("ignore:Creating a tensor from a list of numpy.ndarrays:UserWarning")
 
@@ -101,7 +103,7 @@ def test_taylor_ite_of_mse_equals_exact(idc: ModuleType) -> None:
 def test_l1_taylor_falls_back_to_exact(idc: ModuleType, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """IDC's MNIST preset ``l1``: the Taylor ITE vanishes, so a Taylor request gives the exact ITE, logged."""
-    monkeypatch.setattr("bilp_plugin.ite._warned", set())  # the fallback is logged once per process
+    monkeypatch.setattr("bilp_plugin.method.ite._warned", set())  # the fallback is logged once per process
     step = make_step(idc, idc_args(metric="l1"))
     norms = plugin.meta_grad(step=step, method="taylor")
     err = capsys.readouterr().err
@@ -137,12 +139,12 @@ LEVEL2 = BiLPConfig(beta=0.2)
 ])
 def test_check_refuses_level2_settings(over: dict[str, Any], message: str) -> None:
     with pytest.raises(BiLPError, match=message):
-        plugin.check(idc_args(**over), LEVEL2, None)
+        run_checks(plugin, "idc", idc_args(**over), LEVEL2, None)
 
 
 def test_check_passes_level2_defaults_and_ignores_them_without_level2() -> None:
-    plugin.check(idc_args(), LEVEL2, None)
-    plugin.check(idc_args(match="feat"), BiLPConfig(alpha=0.5), None)
+    run_checks(plugin, "idc", idc_args(), LEVEL2, None)
+    run_checks(plugin, "idc", idc_args(match="feat"), BiLPConfig(alpha=0.5), None)
 
 
 @pytest.mark.parametrize(("over", "kept", "message"), [
@@ -152,11 +154,11 @@ def test_check_passes_level2_defaults_and_ignores_them_without_level2() -> None:
 ])
 def test_check_refuses_too_small_classes(over: dict[str, Any], kept: list[int], message: str) -> None:
     with pytest.raises(BiLPError, match=message):
-        plugin.check(idc_args(**over), BiLPConfig(alpha=0.5), kept)
+        run_checks(plugin, "idc", idc_args(**over), BiLPConfig(alpha=0.5), kept)
 
 
 def test_check_lets_the_file_loader_sample_small_classes() -> None:
-    plugin.check(idc_args(load_memory=False, ipc=1, factor=1), BiLPConfig(alpha=0.5), [20, 3, 20])
+    run_checks(plugin, "idc", idc_args(load_memory=False, ipc=1, factor=1), BiLPConfig(alpha=0.5), [20, 3, 20])
 
 
 # ----------------------------------------------------------------------------------------------- level 1
@@ -179,7 +181,7 @@ class Toy(torch.utils.data.Dataset):
 def test_restrict_wraps_a_dataset_for_every_idc_loader(idc: ModuleType) -> None:
     toy = Toy()
     kept = np.array([0, 3, 4, 7, 9, 10, 11, 13, 15, 17, 18, 20, 22, 23, 25, 26, 28, 29])
-    sub = runtime.restrict(toy, kept)
+    sub = plugin.restrict_real(upstream="idc", real=toy, kept=kept)
     assert len(sub) == len(kept) and sub.nclass == 3 and sub.classes == toy.classes
     assert sub.targets == [toy.targets[i] for i in kept]
     assert torch.equal(sub[2][0], toy[int(kept[2])][0])
@@ -216,4 +218,4 @@ def test_level1_scores_idc_dataset_on_the_fly(idc: ModuleType, tmp_path: Path) -
 def test_real_images_are_normalised_as_idc_does(idc: ModuleType) -> None:
     toy = Toy(4)
     norm = idc.utils.Normalize(idc.MEANS["cifar10"], idc.STDS["cifar10"], device="cpu")
-    torch.testing.assert_close(plugin.real_images(toy, "cifar10"), norm(toy.images))
+    torch.testing.assert_close(plugin.real_images(upstream="idc", real=toy, dataset="cifar10"), norm(toy.images))

@@ -20,12 +20,14 @@ import torch.nn.functional as F
 from bilp_adapters.idm import plugin
 from upstreams import importable, materialise
 
-from bilp_plugin import config as config_mod
-from bilp_plugin import ite, runtime
+from bilp_plugin.runtime import flags
+from bilp_plugin import runtime
+from bilp_plugin.method import ite
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.manager import PluginManager
-from bilp_plugin.step import MatchStep
+from bilp_plugin.method.matchstep import MatchStep
+from subsets import run_checks
 
 pytestmark = pytest.mark.filterwarnings(  # IDM's number_sign_augment calls the deprecated F.upsample
     "ignore:`nn.functional.upsample` is deprecated:UserWarning")
@@ -159,7 +161,7 @@ def test_meta_grad_hook_answers_idm_only_and_touches_nothing(idm: SimpleNamespac
 def test_select_batch_keeps_rows_of_the_drawn_batch(idm: SimpleNamespace, tmp_path: Path) -> None:
     """The facade the hook patch calls, in process: level 1 restricts indices_class, level 2 keeps rows."""
     parser = argparse.ArgumentParser()
-    config_mod.add_arguments(parser)
+    flags.add_arguments(parser)
     args = parser.parse_args(["--bilp", "--bilp-alpha", "0.25", "--bilp-criterion", "random", "--bilp-beta", "0.5",
                               "--bilp-interval", "2", "--bilp-out", str(tmp_path / "run")])
     for key, value in vars(idm_args(ipc=1, batch_real=8)).items():
@@ -192,24 +194,24 @@ def script_name(monkeypatch: pytest.MonkeyPatch):
 def test_check_topk_trap_of_cifar10_ipc1_without_aug(script_name) -> None:
     script_name("IDM_cifar10.py")
     with pytest.raises(BiLPError, match=r"--batch_real >= 2560, got 256.*add --aug"):
-        plugin.check(check_args(ipc=1), BiLPConfig(alpha=0.1), None)
+        run_checks(plugin, "idm", check_args(ipc=1), BiLPConfig(alpha=0.1), None)
     with pytest.raises(BiLPError, match="level 2 cannot model IDM_cifar10.py's low-loss filter"):
-        plugin.check(check_args(ipc=1, batch_real=5000), BiLPConfig(beta=0.1), None)
-    plugin.check(check_args(ipc=1, batch_real=5000), BiLPConfig(alpha=0.1), None)
+        run_checks(plugin, "idm", check_args(ipc=1, batch_real=5000), BiLPConfig(beta=0.1), None)
+    run_checks(plugin, "idm", check_args(ipc=1, batch_real=5000), BiLPConfig(alpha=0.1), None)
     with pytest.raises(BiLPError, match=r"fewer than 2560 samples in 1 class\(es\) \(class 1: 2000\)"):
-        plugin.check(check_args(ipc=1, batch_real=5000), BiLPConfig(alpha=0.6), [3000, 2000])
-    plugin.check(check_args(ipc=1, aug=True), BiLPConfig(beta=0.1), [3, 3])
+        run_checks(plugin, "idm", check_args(ipc=1, batch_real=5000), BiLPConfig(alpha=0.6), [3000, 2000])
+    run_checks(plugin, "idm", check_args(ipc=1, aug=True), BiLPConfig(beta=0.1), [3, 3])
     script_name("IDM_cifar100.py")  # the other scripts have no such filter
-    plugin.check(check_args(ipc=1), BiLPConfig(beta=0.1), [3, 3])
+    run_checks(plugin, "idm", check_args(ipc=1), BiLPConfig(beta=0.1), [3, 3])
 
 
 def test_check_class_sizes_after_level1(script_name) -> None:
     script_name("IDM_cifar10.py")
     with pytest.raises(BiLPError, match=r"fewer than 10 samples in 1 class\(es\) \(class 2: 9\).*--init real"):
-        plugin.check(check_args(), BiLPConfig(alpha=0.5), [10, 12, 9])
-    plugin.check(check_args(init="noise"), BiLPConfig(alpha=0.5), [10, 12, 9])
+        run_checks(plugin, "idm", check_args(), BiLPConfig(alpha=0.5), [10, 12, 9])
+    run_checks(plugin, "idm", check_args(init="noise"), BiLPConfig(alpha=0.5), [10, 12, 9])
     with pytest.raises(BiLPError, match="--batch_real >= 2, got 1"):
-        plugin.check(check_args(batch_real=1), BiLPConfig(beta=0.1), None)
+        run_checks(plugin, "idm", check_args(batch_real=1), BiLPConfig(beta=0.1), None)
 
 
 def test_torchnet_stand_in_computes_torchnets_accuracy() -> None:

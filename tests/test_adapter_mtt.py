@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from bilp_adapters.mtt import plugin
 
-from bilp_plugin import config as config_mod
+from bilp_plugin.runtime import flags
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
+from subsets import run_checks
 
 LABELS = np.repeat(np.arange(10), 20)
 
@@ -43,15 +44,16 @@ def experts(folder: Path) -> Path:
 def test_level2_is_refused_with_the_reason(script: str) -> None:
     with pytest.raises(BiLPError, match=r"--bilp-beta must be 0 for MTT, got 0.1: MTT's trajectory-matching loss "
                                         r"sees no real samples"):
-        plugin.check(mtt_args(script), BiLPConfig(beta=0.1), None)
+        run_checks(plugin, "mtt", mtt_args(script), BiLPConfig(beta=0.1), None)
 
 
 def test_pix_init_real_needs_ipc_kept_images_per_class() -> None:
     args = mtt_args("distill", ipc=3)
-    plugin.check(args, BiLPConfig(alpha=0.9, criterion="random"), [3] * 10)
+    run_checks(plugin, "mtt", args, BiLPConfig(alpha=0.9, criterion="random"), [3] * 10)
     with pytest.raises(BiLPError, match=r"--pix_init real needs --ipc 3 .* keeps only 2"):
-        plugin.check(args, BiLPConfig(alpha=0.9, criterion="random"), [3] * 9 + [2])
-    plugin.check(mtt_args("distill", ipc=3, pix_init="noise"), BiLPConfig(alpha=0.9, criterion="random"), [2] * 10)
+        run_checks(plugin, "mtt", args, BiLPConfig(alpha=0.9, criterion="random"), [3] * 9 + [2])
+    run_checks(plugin, "mtt", mtt_args("distill", ipc=3, pix_init="noise"), BiLPConfig(alpha=0.9, criterion="random"),
+               [2] * 10)
 
 
 def test_distill_without_scores_names_the_file_buffer_used(tmp_path: Path) -> None:
@@ -59,8 +61,8 @@ def test_distill_without_scores_names_the_file_buffer_used(tmp_path: Path) -> No
     kept = np.arange(0, 200, 10)
     plugin.record_subset(plugin.expert_dir(args), subset(kept), kept)
     with pytest.raises(BiLPError, match=r"needs --bilp-scores FILE: pass the score file buffer.py used \(s.json"):
-        plugin.check(args, BiLPConfig(alpha=0.9), None)
-    plugin.check(args, BiLPConfig(alpha=0.9, criterion="random"), None)
+        run_checks(plugin, "mtt", args, BiLPConfig(alpha=0.9), None)
+    run_checks(plugin, "mtt", args, BiLPConfig(alpha=0.9, criterion="random"), None)
 
 
 def test_expert_dir_follows_the_scripts_rule() -> None:
@@ -112,7 +114,7 @@ def test_bilp_values_survive_wandb_disabled_config(monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path)
     parser = argparse.ArgumentParser()
     parser.add_argument("--ipc", type=int, default=1)
-    config_mod.add_arguments(parser)
+    flags.add_arguments(parser)
     args = parser.parse_args(["--bilp", "--bilp-alpha", "0.9", "--bilp-scores", "s.json", "--bilp-out", "rec",
                               "--bilp-criterion", "stratum", "--bilp-stratum", "3"])
     wandb.init(sync_tensorboard=False, project="DatasetDistillation", job_type="CleanRepo", config=args)
@@ -123,5 +125,5 @@ def test_bilp_values_survive_wandb_disabled_config(monkeypatch: pytest.MonkeyPat
     finally:
         wandb.finish()
     assert rebuilt.bilp is True
-    assert config_mod.from_args(rebuilt) == config_mod.from_args(args)
+    assert flags.from_args(rebuilt) == flags.from_args(args)
     assert all(type(getattr(rebuilt, k)) is type(v) for k, v in vars(args).items())

@@ -7,11 +7,12 @@ from statistics import NormalDist
 import pytest
 import torch
 
-from bilp_plugin import adaptive, hookimpl
+from bilp_plugin import hookimpl
+from bilp_plugin.method import level2
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.manager import PluginManager
-from bilp_plugin.step import MatchStep
+from bilp_plugin.method.matchstep import MatchStep
 
 
 @pytest.mark.parametrize("beta", [0.1, 0.2, 0.5])
@@ -19,26 +20,26 @@ from bilp_plugin.step import MatchStep
 def test_keeps_one_minus_beta_of_normal_samples(beta: float, side: str) -> None:
     g = torch.Generator().manual_seed(0)
     config = BiLPConfig(beta=beta, side=side)
-    state = adaptive.SelectionState(config.eta)
+    state = level2.SelectionState(config.eta)
     kept = total = 0
     for _ in range(400):
         norms = 3.0 + 0.5 * torch.randn(256, generator=g, dtype=torch.float64)
-        selection = adaptive.filter_batch(norms, 0, state, config)
+        selection = level2.filter_batch(norms, 0, state, config)
         kept, total = kept + int(selection.keep.sum()), total + 256
     assert abs(kept / total - (1 - beta)) < 0.02
 
 
 def test_two_sided_thresholds_are_the_normal_quantiles() -> None:
-    low, high = adaptive.thresholds(2.0, 0.5, 0.2, "both")
+    low, high = level2.thresholds(2.0, 0.5, 0.2, "both")
     assert low == pytest.approx(NormalDist(2.0, 0.5).inv_cdf(0.1))
     assert high == pytest.approx(NormalDist(2.0, 0.5).inv_cdf(0.9))
-    assert adaptive.thresholds(2.0, 0.5, 0.2, "small")[1] == float("inf")
-    assert adaptive.thresholds(2.0, 0.5, 0.2, "large")[0] == float("-inf")
-    assert adaptive.thresholds(2.0, 0.5, 0.0, "both") == (float("-inf"), float("inf"))
+    assert level2.thresholds(2.0, 0.5, 0.2, "small")[1] == float("inf")
+    assert level2.thresholds(2.0, 0.5, 0.2, "large")[0] == float("-inf")
+    assert level2.thresholds(2.0, 0.5, 0.0, "both") == (float("-inf"), float("inf"))
 
 
 def test_running_statistics_follow_eq8() -> None:
-    stats = adaptive.RunningStats(eta=0.1)
+    stats = level2.RunningStats(eta=0.1)
     first, second = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([5.0, 7.0])
     stats.update(first)
     assert (stats.mean, stats.var) == pytest.approx((2.0, 1.0))  # initialised from the first batch, unbiased
@@ -48,18 +49,18 @@ def test_running_statistics_follow_eq8() -> None:
 
 
 def test_per_class_statistics_are_separate() -> None:
-    state = adaptive.SelectionState(0.1, per_class=True)
+    state = level2.SelectionState(0.1, per_class=True)
     state.for_class(0).update(torch.tensor([1.0, 2.0]))
     assert state.for_class(1).mean is None
-    shared = adaptive.SelectionState(0.1)
+    shared = level2.SelectionState(0.1)
     assert shared.for_class(0) is shared.for_class(5)
 
 
 def test_never_empty_keeps_nearest_to_mean() -> None:
     norms = torch.tensor([10.0, 11.0, 0.0, 12.0])
-    selection = adaptive.quantile_keep(norms, mu=1.0, sigma=0.1, beta=0.5, side="both", min_keep=2)
+    selection = level2.quantile_keep(norms, mu=1.0, sigma=0.1, beta=0.5, side="both", min_keep=2)
     assert selection.keep.tolist() == [True, False, True, False]
-    single = adaptive.quantile_keep(torch.tensor([5.0]), mu=0.0, sigma=1.0, beta=0.9, side="both")
+    single = level2.quantile_keep(torch.tensor([5.0]), mu=0.0, sigma=1.0, beta=0.9, side="both")
     assert single.keep.tolist() == [True]
 
 
@@ -83,7 +84,7 @@ def test_lazy_reuse_until_next_selection() -> None:
     manager = PluginManager()
     manager.register(counter, name="counter")
     rows: list[dict] = []
-    selector = adaptive.LazySelector(BiLPConfig(beta=0.3, interval=3), manager, rows.append)
+    selector = level2.LazySelector(BiLPConfig(beta=0.3, interval=3), manager, rows.append)
     first = selector(_step(0, 0))
     assert torch.equal(selector(_step(0, 1))[0], first[0]) and torch.equal(selector(_step(0, 2))[0], first[0])
     other = selector(_step(1, 3))
@@ -99,10 +100,10 @@ def test_a_plugin_mask_is_checked() -> None:
     class Empty:
         @hookimpl
         def filter_batch(self, norms, cls, state, config):  # noqa: ANN001, ANN201
-            return adaptive.Selection(keep=torch.zeros(len(norms), dtype=torch.bool))
+            return level2.Selection(keep=torch.zeros(len(norms), dtype=torch.bool))
 
     manager = PluginManager()
     manager.register(CountingITE(), name="ite")
     manager.register(Empty(), name="empty")
     with pytest.raises(BiLPError, match="non-empty boolean mask"):
-        adaptive.LazySelector(BiLPConfig(beta=0.3), manager)(_step(0, 0))
+        level2.LazySelector(BiLPConfig(beta=0.3), manager)(_step(0, 0))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bilp_plugin import apply
+from bilp_plugin.tools import apply
 from bilp_plugin.cli import apply_main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ import torch
 import torchvision
 from torchvision import transforms
 
-from bilp_plugin.datasets import canonical_name, data_root, load_dataset
+from bilp_plugin.lab.datasets import canonical_name, data_root, load_dataset
 from bilp_plugin.errors import BiLPError
 
 FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -24,7 +24,7 @@ FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 def bilp_data() -> str:
     root = os.environ.get("BILP_DATA")
     if not root:
-        pytest.skip("BILP_DATA not set: `python shared/data/tools/make_layouts.py DIR; export BILP_DATA=DIR`")
+        pytest.skip("BILP_DATA not set: export BILP_DATA=DIR, a folder of torchvision layouts (docs/data.md)")
     return root
 
 
@@ -95,7 +95,7 @@ def test_missing_root_says_how_to_provide_it(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("BILP_DATA", raising=False)
     with pytest.raises(BiLPError) as err:
         load_dataset("mnist")
-    for part in ("--data-root DIR", "export BILP_DATA=DIR", "make_layouts.py DIR"):
+    for part in ("--data-root DIR", "export BILP_DATA=DIR", "docs/data.md"):
         assert part in str(err.value)
 
 

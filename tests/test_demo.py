@@ -13,12 +13,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bilp_plugin import host, ite, preemptive, runs, scores, upstream_dc
+from bilp_plugin.commands.flags import add_host_flags
+from bilp_plugin.lab import host, hosts
+from bilp_plugin.method import ite, level1, scorefile
+from bilp_adapters.dc import host as dc_host
 from bilp_plugin.cli import main
-from bilp_plugin.datasets import load_dataset
+from bilp_plugin.lab.datasets import load_dataset
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.models import ConvNet
-from bilp_plugin.step import MatchStep
+from bilp_plugin.method.convnet import ConvNet
+from bilp_plugin.method.matchstep import MatchStep
 
 TINY_HOST = ["--ipc", "1", "--iterations", "2", "--width", "8", "--batch-real", "8", "--eval-models", "1",
              "--eval-epochs", "2", "--threads", "1"]
@@ -73,15 +76,15 @@ def test_enabled_but_inert_host_is_bit_for_bit_the_plain_host(digits: tuple, tmp
 def test_host_levels_1_and_2_go_through_the_facade(digits: tuple, tmp_path: Path) -> None:
     real, _ = digits
     score_path = tmp_path / "scores.npz"
-    fake = scores.ScoreFile(np.arange(len(real), dtype=float)[::-1].copy(), real.labels.numpy(),
-                            scores.dataset_meta("digits", real.labels.numpy()))
-    scores.save(score_path, fake)
+    fake = scorefile.ScoreFile(np.arange(len(real), dtype=float)[::-1].copy(), real.labels.numpy(),
+                            scorefile.dataset_meta("digits", real.labels.numpy()))
+    scorefile.save(score_path, fake)
     args = host.parse(["--method", "DC", *TINY_HOST, "--batch-real", "16", "--bilp", "--bilp-alpha", "0.5",
                        "--bilp-beta", "0.3", "--bilp-interval", "1", "--bilp-scores", str(score_path),
                        "--bilp-out", str(tmp_path / "run")])
     result = host.run(args)
     kept = np.load(tmp_path / "run" / "kept_indices.npy")
-    assert np.array_equal(kept, preemptive.keep_lowest(fake.scores, fake.labels, 0.5))
+    assert np.array_equal(kept, level1.keep_lowest(fake.scores, fake.labels, 0.5))
     assert result["real_kept"] == len(kept) == 753
     rows = [json.loads(line) for line in (tmp_path / "run" / "level2.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 10 and all(1 <= r["kept"] <= r["batch"] == 16 for r in rows)
@@ -105,10 +108,10 @@ def test_demo_writes_table_records_and_report_and_never_overwrites(tmp_path: Pat
     assert [r["setting"] for r in results["rows"]] == ["baseline", "level1", "level12", "random"]
     for name in ("baseline-s0", "level1-s0", "level12-s0", "random-s0"):
         assert {"config.json", "summary.json", "result.json"} <= {p.name for p in (out / "runs" / name).iterdir()}
-    level1 = np.load(out / "runs" / "level1-s0" / "kept_indices.npy")
-    own = scores.load(out / "scores.npz")
-    assert np.array_equal(level1, preemptive.keep_lowest(own.scores, own.labels, 0.5))
-    assert len(np.load(out / "runs" / "random-s0" / "kept_indices.npy")) == len(level1)
+    kept_level1 = np.load(out / "runs" / "level1-s0" / "kept_indices.npy")
+    own = scorefile.load(out / "scores.npz")
+    assert np.array_equal(kept_level1, level1.keep_lowest(own.scores, own.labels, 0.5))
+    assert len(np.load(out / "runs" / "random-s0" / "kept_indices.npy")) == len(kept_level1)
     report = (out / "report" / "report.md").read_text()
     assert "![score histograms]" in report and "![level 2]" in report and "Stratified" in report
     assert main(["demo", *TINY_DEMO, "--out", str(out)]) == 2
@@ -128,36 +131,36 @@ def test_force_never_removes_a_folder_that_is_not_a_demo(tmp_path: Path, capsys:
 
 def _host_args(**changes: object) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    runs.add_host_flags(parser, iterations=3, seeds="0")
+    add_host_flags(parser, iterations=3, seeds="0")
     return argparse.Namespace(**{**vars(parser.parse_args([])), **changes})
 
 
 def test_host_dc_on_digits_is_refused_and_auto_falls_back(tmp_path: Path) -> None:
     with pytest.raises(BiLPError, match="does not load 'digits'"):
-        runs.make_host(_host_args(host="dc"), tmp_path)
-    assert isinstance(runs.make_host(_host_args(host="auto"), tmp_path), runs.BuiltinHost)
+        hosts.make_host(_host_args(host="dc"), tmp_path)
+    assert isinstance(hosts.make_host(_host_args(host="auto"), tmp_path), hosts.BuiltinHost)
 
 
 def test_dc_availability_names_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "adapters" / "dc").mkdir(parents=True)
-    assert "no plugin.py" in upstream_dc.unavailable("mnist", tmp_path)
+    assert "no plugin.py" in dc_host.unavailable("mnist", tmp_path)
     (tmp_path / "adapters" / "dc" / "plugin.py").write_text("")
     (tmp_path / "adapters" / "dc" / "manifest.toml").write_text(
         'name = "dc"\nupstream = "u"\npath = "third_party/DC"\ncommit = "abc"\npatches = []\n')
-    assert "lists no patches" in upstream_dc.unavailable("mnist", tmp_path)
+    assert "lists no patches" in dc_host.unavailable("mnist", tmp_path)
     (tmp_path / "adapters" / "dc" / "manifest.toml").write_text(
         'name = "dc"\nupstream = "u"\npath = "third_party/DC"\ncommit = "abc"\npatches = ["0001-x.patch"]\n')
-    assert "git submodule update --init third_party/DC" in upstream_dc.unavailable("mnist", tmp_path)
+    assert "git submodule update --init third_party/DC" in dc_host.unavailable("mnist", tmp_path)
 
 
 def test_dc_command_and_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The launch line a point becomes, and the upstream's res_*.pt read back as result.json."""
     args = _host_args(dataset="mnist", data_root=str(tmp_path), method="DC", eval_models=2)
-    dc = object.__new__(upstream_dc.DcHost)
+    dc = object.__new__(dc_host.DcHost)
     dc.args, dc.python, dc.tree, dc.n_real = args, "py", tmp_path / "tree", 60000
-    point = runs.Point("level1-s3", alpha=0.5, seed=3)
+    point = hosts.Point("level1-s3", alpha=0.5, seed=3)
     cmd = dc.command(point, tmp_path / "run", tmp_path / "s.npz")
-    assert cmd[:5] == ["py", "-m", "bilp_plugin.launch", "--seed", "3"]
+    assert cmd[:6] == ["py", "-m", "bilp_plugin", "launch", "--seed", "3"]
     text = " ".join(cmd)
     assert f"{tmp_path / 'tree' / 'main.py'} -- --dataset MNIST" in text and "--method DC" in text
     assert "--eval_mode end" in text and "--num_eval 2" in text and "--Iteration 3" in text
@@ -168,7 +171,7 @@ def test_dc_command_and_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                run_dir / "upstream" / "res_DC_MNIST_ConvNet_1ipc.pt")
     (run_dir / "level1.json").write_text(json.dumps({"kept": 30000, "n": 60000}))
     (run_dir / "summary.json").write_text(json.dumps({"matching_loop_s": 4.0}))
-    result = upstream_dc.parse_result(run_dir, args, point, 60000, 10.0)
+    result = dc_host.parse_result(run_dir, args, point, 60000, 10.0)
     assert result["accuracy"] == [0.5, 0.7] and result["real_kept"] == 30000 and result["eval_s"] == 6.0
     assert result["eval"]["epochs"] == 1000  # main.py forces 1000 epochs when it augments (MNIST)
 
@@ -176,13 +179,13 @@ def test_dc_command_and_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.integration
 def test_demo_on_the_patched_dc_upstream(tmp_path: Path, mnist_root: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    reason = upstream_dc.unavailable("mnist")
+    reason = dc_host.unavailable("mnist")
     if reason is not None:
         pytest.skip(f"--host dc is not available here: {reason}")
     labels = load_dataset("mnist", str(mnist_root)).labels.numpy()
-    fake = scores.ScoreFile(np.random.default_rng(0).random(len(labels)), labels,
-                            scores.dataset_meta("mnist", labels))
-    scores.save(tmp_path / "scores.npz", fake)  # scoring MNIST is not what this test is about
+    fake = scorefile.ScoreFile(np.random.default_rng(0).random(len(labels)), labels,
+                            scorefile.dataset_meta("mnist", labels))
+    scorefile.save(tmp_path / "scores.npz", fake)  # scoring MNIST is not what this test is about
     assert main(["demo", "--host", "dc", "--dataset", "mnist", "--data-root", str(mnist_root), "--iterations", "2",
                  "--seeds", "0", "--eval-models", "1", "--eval-epochs", "2", "--scores", str(tmp_path / "scores.npz"),
                  "--batch-real", "16", "--no-strata", "--out", str(tmp_path / "demo")]) == 0

@@ -20,9 +20,9 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from bilp_plugin import preemptive, scores
+from bilp_plugin.method import level1, scorefile
 from bilp_plugin.cli import main
-from bilp_plugin.distributed import World
+from bilp_plugin.method.data_parallel import World
 
 RECIPE = ["--dataset", "digits", "--device", "cpu", "--width", "16", "--batch-size", "64"]
 
@@ -49,13 +49,13 @@ def test_two_ranks_write_one_file_matching_one_process(tmp_path: Path, mode: str
     assert proc.stdout.count("wrote ") == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["two.npz"]
     torch.set_num_threads(1)
     assert main(["score", *RECIPE, *flags, "--out", str(tmp_path / "one.npz")]) == 0
-    two, one = scores.load(tmp_path / "two.npz"), scores.load(tmp_path / "one.npz")
+    two, one = scorefile.load(tmp_path / "two.npz"), scorefile.load(tmp_path / "one.npz")
     assert two.meta["world_size"] == 2 and "world_size" not in one.meta
     assert np.array_equal(two.labels, one.labels) and two.meta["labels_sha256"] == one.meta["labels_sha256"]
     relative = np.abs(two.scores - one.scores) / np.abs(one.scores)
     assert relative.max() < 1e-2, f"max relative difference {relative.max():.2e}"
     assert spearmanr(two.scores, one.scores)[0] > 0.9999
-    kept_two, kept_one = (np.isin(np.arange(len(one)), preemptive.keep_lowest(s.scores, one.labels, 0.5))
+    kept_two, kept_one = (np.isin(np.arange(len(one)), level1.keep_lowest(s.scores, one.labels, 0.5))
                           for s in (two, one))
     assert (kept_two == kept_one).mean() >= 0.99
 

@@ -13,14 +13,15 @@ import pytest
 import torch
 
 from bilp_plugin import hookimpl, hookspecs
-from bilp_plugin.adaptive import Selection, SelectionState
+from bilp_plugin.method.level2 import Selection, SelectionState
 from bilp_plugin.config import BiLPConfig, ScoringConfig
-from bilp_plugin.datasets import RealSet
+from bilp_plugin.method.realset import RealSet
 from bilp_plugin.manager import PluginManager
-from bilp_plugin.scores import ScoreFile
-from bilp_plugin.step import MatchStep
+from bilp_plugin.method.scorefile import ScoreFile
+from bilp_plugin.method.matchstep import MatchStep
 
-HOOKS = ["score_samples", "meta_grad", "filter_batch"]
+HOOKS = sorted(name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "bilp_spec"))
+"""Every hook of the spec (the registry drives the documentation and coverage tests)."""
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "hooks.md"
 
 
@@ -48,9 +49,9 @@ def test_builtins_are_registered_once() -> None:
     manager.load()
     manager.load()
     names = dict(manager.plugins())
-    assert names["bilp_plugin.scoring"] == ["score_samples"]
-    assert names["bilp_plugin.scores"] == ["score_samples"]
-    assert names["bilp_plugin.adaptive"] == ["filter_batch"]
+    assert names["bilp_plugin.method.empirical_loss"] == ["score_samples"]
+    assert names["bilp_plugin.method.scorefile"] == ["score_samples"]
+    assert names["bilp_plugin.method.level2"] == ["filter_batch"]
 
 
 def test_a_plugin_overrides_every_hook(tmp_path: Path) -> None:
@@ -79,8 +80,8 @@ def test_declining_falls_through_to_the_builtin() -> None:
 def test_bilp_plugins_lists_hooks_per_plugin() -> None:
     out = subprocess.run([sys.executable, "-m", "bilp_plugin", "plugins"], capture_output=True, text=True,
                          check=True).stdout
-    assert re.search(r"bilp_plugin\.adaptive\s+filter_batch", out)
-    assert re.search(r"bilp_plugin\.scoring\s+score_samples", out)
+    assert re.search(r"bilp_plugin\.method\.level2\s+filter_batch", out)
+    assert re.search(r"bilp_plugin\.method\.empirical_loss\s+score_samples", out)
 
 
 @pytest.mark.parametrize("hook", HOOKS)

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from bilp_plugin import adaptive, ite
-from bilp_plugin.datasets import RealSet, load_dataset
-from bilp_plugin.models import ConvNet
+from bilp_plugin.method import ite, level2
+from bilp_plugin.lab.datasets import load_dataset
+from bilp_plugin.method.realset import RealSet
+from bilp_plugin.method.convnet import ConvNet
 
 WIDTH, BATCH, BATCHES, CLS = 16, 64, 5, 3
 
@@ -103,7 +104,7 @@ def test_distribution_matching_taylor_equals_exact_equals_definition(prepared: P
 
 def _decisions(norms: torch.Tensor, beta: float = 0.2) -> torch.Tensor:
     values = norms.double()
-    return adaptive.quantile_keep(norms, float(values.mean()), float(values.std()), beta, "both").keep
+    return level2.quantile_keep(norms, float(values.mean()), float(values.std()), beta, "both").keep
 
 
 @pytest.mark.slow
@@ -125,7 +126,7 @@ def test_taylor_ranks_like_exact_for_gradient_matching(prepared: Prepared, metri
 
 def test_taylor_of_l1_falls_back_to_exact(capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bilp_plugin.ite._warned", set())  # the fallback is logged once per process
+    monkeypatch.setattr("bilp_plugin.method.ite._warned", set())  # the fallback is logged once per process
     torch.manual_seed(0)
     net = ConvNet(1, 10, width=8, depth=2, im_size=(8, 8))
     real, syn = torch.randn(6, 1, 8, 8), ite.leaf(torch.randn(2, 1, 8, 8))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bilp_plugin import ite
+from bilp_plugin.method import ite
 
 
 def embed(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

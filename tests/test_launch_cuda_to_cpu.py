@@ -1,4 +1,4 @@
-"""``python -m bilp_plugin.launch --cuda-to-cpu``: code that hard-codes CUDA runs on the CPU, values unchanged."""
+"""``bilp launch --cuda-to-cpu``: code that hard-codes CUDA runs on the CPU, values unchanged."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bilp_plugin.launch import CudaToCpu
+from bilp_plugin.tools.launch import CudaToCpu
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: nothing to redirect")
 
@@ -37,5 +37,5 @@ def test_other_arguments_are_untouched() -> None:
 def test_launch_flag(tmp_path: Path) -> None:
     script = tmp_path / "cuda_only.py"
     script.write_text("import torch\nprint(torch.randn(2, device='cuda').cuda().device)\n")
-    cmd = [sys.executable, "-m", "bilp_plugin.launch", "--cuda-to-cpu", str(script)]
+    cmd = [sys.executable, "-m", "bilp_plugin", "launch", "--cuda-to-cpu", str(script)]
     assert subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip() == "cpu"

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.models import ConvNet
+from bilp_plugin.method.convnet import ConvNet
 
 UPSTREAM = Path(__file__).resolve().parents[1] / "third_party" / "DatasetCondensation" / "networks.py"
 SHAPES = [(3, (32, 32), 2048), (1, (28, 28), 2048), (1, (8, 8), 128), (3, (64, 64), 8192)]

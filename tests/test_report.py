@@ -11,10 +11,11 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from bilp_plugin import plots, preemptive, scores
+from bilp_plugin.lab import plots
+from bilp_plugin.method import level1, scorefile
 from bilp_plugin.cli import main
-from bilp_plugin.datasets import load_dataset
-from bilp_plugin.report import find_runs, write_report
+from bilp_plugin.lab.datasets import load_dataset
+from bilp_plugin.lab.report import find_runs, write_report
 
 N_SELECT, BATCH = 6, 32
 
@@ -28,10 +29,10 @@ def _record(folder: Path, *, criterion: str = "loss", alpha: float = 0.0, beta: 
     (folder / "config.json").write_text(json.dumps(
         {"bilp": bilp, "upstream": "builtin", "upstream_args": {"method": method, "dataset": "digits"}}))
     if score_path is not None and (alpha > 0 or stratum):
-        score_file = scores.load(score_path)
-        kept = preemptive.select(score_file.scores, score_file.labels, alpha, criterion, 0, stratum)
+        score_file = scorefile.load(score_path)
+        kept = level1.select(score_file.scores, score_file.labels, alpha, criterion, 0, stratum)
         np.save(folder / "kept_indices.npy", kept)
-        (folder / "level1.json").write_text(json.dumps(preemptive.summary(
+        (folder / "level1.json").write_text(json.dumps(level1.summary(
             kept, score_file.labels, scores=str(score_path), scores_sha256=score_file.sha256, alpha=alpha,
             criterion=criterion)))
     summary: dict[str, Any] = {"selections": 0, "ite_s": 0.0, "matching_loop_s": 2.0, "ite_share": 0.0}
@@ -52,8 +53,8 @@ def score_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     digits = load_dataset("digits")
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("scores") / "scores.npz"
-    scores.save(path, scores.ScoreFile(rng.gamma(2.0, 0.5, len(digits)), digits.labels.numpy(),
-                                       scores.dataset_meta("digits", digits.labels.numpy())))
+    scorefile.save(path, scorefile.ScoreFile(rng.gamma(2.0, 0.5, len(digits)), digits.labels.numpy(),
+                                       scorefile.dataset_meta("digits", digits.labels.numpy())))
     return path
 
 

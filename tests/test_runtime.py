@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import json
-import sys
 import time
-import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +14,8 @@ import pytest
 import torch
 
 from bilp_plugin import hookimpl, runtime
-from bilp_plugin.step import MatchStep
+from bilp_plugin.manager import get_manager
+from bilp_plugin.method.matchstep import MatchStep
 
 N_CLASSES, PER_CLASS = 3, 20
 
@@ -34,13 +33,8 @@ class ToyAdapter:
 
 @pytest.fixture(autouse=True)
 def toy_adapter(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    package = types.ModuleType("bilp_adapters.toy")
-    plugin = types.ModuleType("bilp_adapters.toy.plugin")
-    plugin.adapter = ToyAdapter()  # type: ignore[attr-defined]
-    plugin.meta_grad = plugin.adapter.meta_grad  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "bilp_adapters.toy", package)
-    monkeypatch.setitem(sys.modules, "bilp_adapters.toy.plugin", plugin)
     monkeypatch.setattr("bilp_plugin.manager._manager", None)
+    get_manager().register_adapter("toy", ToyAdapter())
     ToyAdapter.calls = 0
     yield
 

@@ -1,4 +1,5 @@
-"""``Session`` calls the adapter's optional ``after_level1`` once per process, right after level 1."""
+"""``Session`` calls the ``after_level1`` hook once per process, right after level 1 (with the full set when
+level 1 is off)."""
 
 from __future__ import annotations
 
@@ -9,41 +10,47 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from bilp_adapters.mtt import plugin
 
-from bilp_plugin import config as config_mod
-from bilp_plugin import runtime
+from bilp_plugin import hookimpl, runtime
+from bilp_plugin.manager import get_manager
+from bilp_plugin.runtime import flags
 
 
-def run_args(tmp_path: Path, *flags: str) -> argparse.Namespace:
+def run_args(tmp_path: Path, *options: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    config_mod.add_arguments(parser)
-    return parser.parse_args(["--bilp", "--bilp-out", str(tmp_path / "record"), *flags])
+    flags.add_arguments(parser)
+    return parser.parse_args(["--bilp", "--bilp-out", str(tmp_path / "record"), *options])
 
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     seen: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(plugin, "check", lambda args, config, kept_per_class: None)
-    monkeypatch.setattr(plugin, "after_level1", lambda *a: seen.append(a))
+
+    class Spy:
+        @hookimpl
+        def after_level1(self, upstream, args, config, subset):  # noqa: ANN001, ANN201
+            seen.append((upstream, args, config, subset))
+
+    monkeypatch.setattr("bilp_plugin.manager._manager", None)
+    get_manager().register_adapter("toy", Spy())
     return seen
 
 
 def test_after_level1_gets_the_kept_set_once(tmp_path: Path, calls: list[tuple[Any, ...]]) -> None:
     args = run_args(tmp_path, "--bilp-alpha", "0.5", "--bilp-criterion", "random")
     labels = torch.arange(20) % 2
-    first = runtime.prune_real(args, torch.arange(20), labels, upstream="mtt", dataset="toy")
-    second = runtime.prune_real(args, torch.arange(20), labels, upstream="mtt", dataset="toy")
+    first = runtime.prune_real(args, torch.arange(20), labels, upstream="toy", dataset="toy")
+    second = runtime.prune_real(args, torch.arange(20), labels, upstream="toy", dataset="toy")
     assert torch.equal(first, second) and len(first) == 10
-    ((got_args, config, got_labels, kept, summary),) = calls
-    assert got_args is args and config.alpha == 0.5
-    assert np.array_equal(got_labels, labels.numpy()) and np.array_equal(kept, first.numpy())
-    assert summary["kept"] == 10 and summary["kept_per_class"] == [5, 5]
+    ((upstream, got_args, config, subset),) = calls
+    assert upstream == "toy" and got_args is args and config.alpha == 0.5
+    assert np.array_equal(subset.labels, labels.numpy()) and np.array_equal(subset.kept, first.numpy())
+    assert subset.summary["kept"] == 10 and subset.summary["kept_per_class"] == [5, 5]
 
 
 def test_after_level1_is_called_when_level1_is_off(tmp_path: Path, calls: list[tuple[Any, ...]]) -> None:
     args = run_args(tmp_path)
     real = torch.arange(6)
-    assert runtime.prune_real(args, real, real % 3, upstream="mtt") is real
-    ((_, config, _, kept, summary),) = calls
-    assert config.alpha == 0.0 and kept is None and summary is None
+    assert runtime.prune_real(args, real, real % 3, upstream="toy") is real
+    ((_, _, config, subset),) = calls
+    assert config.alpha == 0.0 and subset.kept is None and subset.summary is None

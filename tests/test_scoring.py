@@ -11,13 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bilp_plugin import hookimpl, scores
+from bilp_plugin import hookimpl
+from bilp_plugin.method import scorefile
 from bilp_plugin.cli import main
 from bilp_plugin.config import ScoringConfig
-from bilp_plugin.datasets import RealSet, load_dataset
+from bilp_plugin.lab.datasets import load_dataset
+from bilp_plugin.method.realset import RealSet
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.manager import PluginManager
-from bilp_plugin.scoring import build_model, empirical_loss
+from bilp_plugin.method.empirical_loss import build_model, empirical_loss
 
 FAST = ScoringConfig(model_width=32, batch_size=32, epochs=2, progress=False)
 TINY = ScoringConfig(model_width=8, batch_size=256, epochs=1, progress=False)
@@ -58,7 +60,7 @@ def test_flipped_digits_get_the_largest_losses(digits: RealSet, mode: str) -> No
 def test_flipped_mnist_subset_get_the_largest_losses() -> None:
     root = os.environ.get("BILP_DATA")
     if not root:
-        pytest.skip("BILP_DATA not set: `python shared/data/tools/make_layouts.py DIR; export BILP_DATA=DIR`")
+        pytest.skip("BILP_DATA not set: export BILP_DATA=DIR, a folder of torchvision layouts (docs/data.md)")
     subset = load_dataset("mnist", root).subset(torch.arange(3000))
     noisy, flipped = flip_labels(subset, 0.05)
     value = auroc(empirical_loss(noisy, FAST).scores, flipped)
@@ -107,7 +109,7 @@ def test_score_file_records_how_it_was_made(digits: RealSet) -> None:
     result = empirical_loss(digits, TINY)
     assert result.scores.dtype == np.float64 and result.scores.shape == (1500,)
     assert np.array_equal(result.labels, digits.labels.numpy())
-    assert result.meta.items() >= scores.dataset_meta("digits", digits.labels.numpy()).items()
+    assert result.meta.items() >= scorefile.dataset_meta("digits", digits.labels.numpy()).items()
     expected = {"model": "convnet", "width": 8, "depth": 3, "epochs": 1, "trials": 1, "mode": "mean",
                 "seed": 0, "lr": 0.01, "batch_size": 256, "device": "cpu"}
     assert result.meta.items() >= expected.items() and result.meta["elapsed_s"] > 0
@@ -131,8 +133,8 @@ def test_progress_bar_shows_loss_and_rate(digits: RealSet, capsys: pytest.Captur
 def test_tryfirst_plugin_overrides_the_scorer(digits: RealSet) -> None:
     class Constant:
         @hookimpl(tryfirst=True)
-        def score_samples(self, dataset: RealSet, config: ScoringConfig) -> scores.ScoreFile:
-            return scores.ScoreFile(np.full(len(dataset), 7.0), dataset.labels.numpy(), {"model": "constant"})
+        def score_samples(self, dataset: RealSet, config: ScoringConfig) -> scorefile.ScoreFile:
+            return scorefile.ScoreFile(np.full(len(dataset), 7.0), dataset.labels.numpy(), {"model": "constant"})
 
     manager = PluginManager()
     manager.register(Constant(), name="constant")
@@ -150,7 +152,7 @@ def test_declining_plugin_and_score_file_import(digits: RealSet, tmp_path: Path)
     manager.register(Declines(), name="declines")
     made = manager.score_samples(digits, TINY)
     assert made.meta["model"] == "convnet"
-    scores.save(tmp_path / "s.npz", made)
+    scorefile.save(tmp_path / "s.npz", made)
     imported = manager.score_samples(digits, replace(TINY, scores_path=str(tmp_path / "s.npz")))
     assert imported.path == str(tmp_path / "s.npz") and np.array_equal(imported.scores, made.scores)
 
@@ -166,8 +168,8 @@ def test_bilp_score_writes_a_loadable_file(digits: RealSet, tmp_path: Path,
     assert main(score_argv(out, "--seed", "2", "--mode", "final")) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 1 and printed[0].startswith(f"wrote {out}: 1500 scores of digits")
-    loaded = scores.load(out)
-    scores.check_matches(loaded, digits.labels, "digits")
+    loaded = scorefile.load(out)
+    scorefile.check_matches(loaded, digits.labels, "digits")
     expected = {"dataset": "digits", "n": 1500, "epochs": 1, "width": 8, "depth": 3, "mode": "final",
                 "seed": 2, "trials": 1}
     assert {key: loaded.meta[key] for key in expected} == expected
@@ -182,7 +184,7 @@ def test_bilp_score_refuses_to_overwrite_before_training(tmp_path: Path, monkeyp
     def no_loading(*args: object, **kwargs: object) -> None:
         raise AssertionError("loaded the dataset before refusing")
 
-    monkeypatch.setattr("bilp_plugin.scoring.load_dataset", no_loading)
+    monkeypatch.setattr("bilp_plugin.commands.score.load_dataset", no_loading)
     assert main(score_argv(out)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"bilp: error: --out {out} exists: pass --force to overwrite it"]
@@ -193,7 +195,7 @@ def test_bilp_score_force_overwrites(tmp_path: Path) -> None:
     out = tmp_path / "digits.npz"
     out.write_bytes(b"old")
     assert main(score_argv(out, "--force")) == 0
-    assert scores.load(out).meta["dataset"] == "digits"
+    assert scorefile.load(out).meta["dataset"] == "digits"
 
 
 @pytest.mark.parametrize("argv, message", [

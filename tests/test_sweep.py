@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bilp_plugin import runs
+from bilp_plugin.lab import hosts
 from bilp_plugin.cli import main
 
 ACCURACY = {"loss": lambda a: 0.80 - 0.05 * a ** 4, "random": lambda a: 0.80 - 0.10 * a}
@@ -23,7 +23,7 @@ class FakeHost:
     def __init__(self) -> None:
         self.ran: list[str] = []
 
-    def run(self, point: runs.Point, run_dir: Path, scores: Path) -> dict[str, Any]:
+    def run(self, point: hosts.Point, run_dir: Path, scores: Path) -> dict[str, Any]:
         self.ran.append(point.name)
         run_dir.mkdir(parents=True)
         base = ACCURACY[point.criterion](point.alpha) if point.alpha else 0.80
@@ -36,8 +36,8 @@ class FakeHost:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeHost:
     host = FakeHost()
-    monkeypatch.setattr(runs, "make_host", lambda args, workdir: host)
-    monkeypatch.setattr(runs, "score_file", lambda args, out: out / "scores.npz")
+    monkeypatch.setattr(hosts, "make_host", lambda args, workdir: host)
+    monkeypatch.setattr(hosts, "score_file", lambda args, out: out / "scores.npz")
     return host
 
 

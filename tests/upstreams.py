@@ -13,7 +13,7 @@ from pathlib import Path
 import git
 import pytest
 
-from bilp_plugin import apply
+from bilp_plugin.tools import apply
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,10 +60,10 @@ def clone(name: str, dest: Path) -> Path:
 def launch(script: Path, args: list[str], cwd: Path, seed: int = 0, timeout: float = 900,
            extra_env: dict[str, str] | None = None, launcher_flags: tuple[str, ...] = ()
            ) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` through ``python -m bilp_plugin.launch`` (seeded, fake clock, 2 threads); raises with
+    """Run ``script`` through ``bilp launch`` (seeded, fake clock, 2 threads); raises with
     the script's output when it fails."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-    cmd = [sys.executable, "-m", "bilp_plugin.launch", "--seed", str(seed), "--fake-clock", "--threads", "2",
+    cmd = [sys.executable, "-m", "bilp_plugin", "launch", "--seed", str(seed), "--fake-clock", "--threads", "2",
            *launcher_flags, str(script), "--", *args]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:

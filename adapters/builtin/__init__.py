@@ -1,1 +1,1 @@
-"""The built-in host's adapter (``bilp_plugin.host``): no upstream, no manifest, no patches."""
+"""The built-in host's adapter (``bilp_plugin.lab.host``): no upstream, no manifest, no patches."""

@@ -1,4 +1,4 @@
-"""BiLP hooks for the built-in host (``bilp_plugin.host``): its DC and DM meta losses, from ``ite`` pieces.
+"""BiLP hooks for the built-in host (``bilp_plugin.lab.host``): its DC and DM meta losses, from ``ite`` pieces.
 
 * ``--method DC``: ``ite.dc_distance(args.dis_metric)(gw_syn, gw_real)``, ``gw_real`` the gradient of the mean
   cross-entropy of the real batch and ``gw_syn`` that of the class's synthetic rows, w.r.t. every parameter of
@@ -11,14 +11,21 @@ host optimises (tests/test_demo.py checks it against the leave-one-out definitio
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bilp_plugin import hookimpl, ite
+from bilp_plugin import hookimpl
+from bilp_plugin.method import ite
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.step import MatchStep
+from bilp_plugin.method.level1 import Subset
+from bilp_plugin.method.matchstep import MatchStep
+
+if TYPE_CHECKING:
+    from bilp_plugin.lab.hosts import Host
 
 UPSTREAM = "builtin"
 
@@ -42,13 +49,29 @@ def meta_grad(step: MatchStep, method: str) -> torch.Tensor | None:
     return ite.ite(loss, ite.leaf(step.syn), method)
 
 
-def check(args: Any, config: BiLPConfig, kept_per_class: list[int] | None) -> None:
+@hookimpl
+def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
     """Refuse settings the host cannot run, before any training."""
-    if config.level2 and args.batch_real < 2:
+    if upstream == UPSTREAM and config.level2 and args.batch_real < 2:
         raise BiLPError(f"level 2 (--bilp-beta {config.beta}) needs --batch-real >= 2, got {args.batch_real}")
-    if kept_per_class is None:
+
+
+@hookimpl
+def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+    """``--init real`` copies ``ipc`` real images per class: level 1 must keep that many."""
+    if upstream != UPSTREAM:
         return
-    fewest, cls = min((n, c) for c, n in enumerate(kept_per_class))
+    fewest, cls = min((n, c) for c, n in enumerate(subset.kept_per_class))
     if args.init == "real" and fewest < args.ipc:
         raise BiLPError(f"--init real needs {args.ipc} real images per class (--ipc), but level 1 keeps only "
                         f"{fewest} of class {cls}: lower --bilp-alpha or --ipc")
+
+
+@hookimpl
+def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | None:
+    """The built-in host: points run in this process (:class:`bilp_plugin.lab.hosts.BuiltinHost`)."""
+    if name != UPSTREAM:
+        return None
+    from bilp_plugin.lab.hosts import BuiltinHost
+
+    return BuiltinHost(options)

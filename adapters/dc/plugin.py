@@ -5,23 +5,30 @@ The meta losses ``meta_grad`` reproduces, per class ``c`` of one matching step:
 * DC / DSA: ``utils.match_loss(gw_syn, gw_real, args)`` (``args.dis_metric``: ``ours``, ``mse``, ``cos``), where
   ``gw_real`` is the gradient of the mean cross-entropy of the real batch and ``gw_syn`` that of the class's
   synthetic rows, both w.r.t. every parameter of the step's network. ``G`` is the mean of the per-sample
-  gradients (:func:`bilp_plugin.ite.per_sample_grads`), ``h(S)`` the synthetic gradient.
+  gradients (:func:`bilp_plugin.method.ite.per_sample_grads`), ``h(S)`` the synthetic gradient.
 * DM: ``sum((embed(real).mean(0) - embed(syn).mean(0)) ** 2)``: ``G`` is the mean of the per-sample embeddings,
   ``h(S) = embed(S).mean(0)``.
 
-The ITE is taken on the batch as ``get_images`` returns it, before DSA's augmentation (METHOD.md).
+The ITE is taken on the batch as ``get_images`` returns it, before DSA's augmentation (``docs/method.md``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bilp_plugin import hookimpl, ite
+from bilp_plugin import hookimpl
+from bilp_plugin.method import ite
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.step import MatchStep
+from bilp_plugin.method.level1 import Subset
+from bilp_plugin.method.matchstep import MatchStep
+
+if TYPE_CHECKING:
+    from bilp_plugin.lab.hosts import Host
 
 UPSTREAM = "dc"
 METRICS = ("ours", "mse", "cos")
@@ -70,28 +77,46 @@ def meta_grad(step: MatchStep, method: str) -> torch.Tensor | None:
     return ite.ite(loss, ite.leaf(step.syn), method)
 
 
-def check(args: Any, config: BiLPConfig, kept_per_class: list[int] | None) -> None:
-    """Refuse, before any training, settings this upstream cannot run with BiLP (called with
-    ``kept_per_class=None`` when the session starts, then with level 1's per-class kept counts)."""
-    dm_bn = is_dm(args) and "BN" in args.model
-    if config.level2:
-        if dm_bn:
-            raise BiLPError(f"level 2 (--bilp-beta {config.beta}) cannot run DM with --model {args.model}: its "
-                            "BatchNorm path embeds all classes in one batch in training mode, so per-sample "
-                            "embeddings are not defined; use --model ConvNet, or --bilp-beta 0")
-        if not is_dm(args) and args.dis_metric not in METRICS:
-            raise BiLPError(f"level 2 (--bilp-beta {config.beta}) supports --dis_metric {', '.join(METRICS)}; "
-                            f"got {args.dis_metric!r}")
-        if args.batch_real < 2:
-            raise BiLPError(f"level 2 (--bilp-beta {config.beta}) needs --batch_real >= 2 to select within a "
-                            f"batch, got {args.batch_real}")
-    if kept_per_class is None:
+@hookimpl
+def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
+    """Refuse, before any work, settings this upstream cannot run with level 2."""
+    if upstream != UPSTREAM or not config.level2:
         return
-    fewest, cls = min((n, c) for c, n in enumerate(kept_per_class))
+    if is_dm(args) and "BN" in args.model:
+        raise BiLPError(f"level 2 (--bilp-beta {config.beta}) cannot run DM with --model {args.model}: its "
+                        "BatchNorm path embeds all classes in one batch in training mode, so per-sample "
+                        "embeddings are not defined; use --model ConvNet, or --bilp-beta 0")
+    if not is_dm(args) and args.dis_metric not in METRICS:
+        raise BiLPError(f"level 2 (--bilp-beta {config.beta}) supports --dis_metric {', '.join(METRICS)}; "
+                        f"got {args.dis_metric!r}")
+    if args.batch_real < 2:
+        raise BiLPError(f"level 2 (--bilp-beta {config.beta}) needs --batch_real >= 2 to select within a "
+                        f"batch, got {args.batch_real}")
+
+
+@hookimpl
+def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+    """Refuse a level-1 subset too small for ``--init real`` or DM's BatchNorm path, before any training."""
+    if upstream != UPSTREAM:
+        return
+    fewest, cls = min((n, c) for c, n in enumerate(subset.kept_per_class))
     if args.init == "real" and fewest < args.ipc:
         raise BiLPError(f"--init real needs {args.ipc} real images per class (--ipc), but level 1 keeps only "
                         f"{fewest} of class {cls} (--bilp-alpha {config.alpha}): lower --bilp-alpha")
-    if dm_bn and fewest < args.batch_real:
+    if is_dm(args) and "BN" in args.model and fewest < args.batch_real:
         raise BiLPError(f"DM with --model {args.model} needs --batch_real {args.batch_real} real images per "
                         f"class, but level 1 keeps only {fewest} of class {cls} (--bilp-alpha {config.alpha}): "
                         "lower --bilp-alpha or --batch_real")
+
+
+@hookimpl
+def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | None:
+    """``--host dc``: points run as launches of the patched DatasetCondensation (:mod:`bilp_adapters.dc.host`)."""
+    if name != UPSTREAM:
+        return None
+    from bilp_adapters.dc.host import DcHost, unavailable
+
+    reason = unavailable(options.dataset)
+    if reason is not None:
+        raise BiLPError(f"--host dc cannot run: {reason}")
+    return DcHost(options, workdir)

@@ -25,11 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from bilp_plugin import hookimpl, ite, runtime
+from bilp_plugin import hookimpl
+from bilp_plugin.method import ite
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.step import MatchStep
+from bilp_plugin.method.level1 import Subset
+from bilp_plugin.method.matchstep import MatchStep
 
+UPSTREAM = "idc"
 SEPARABLE_NETS = ("convnet", "resnet", "resnet_ap")
 COUPLING_NORMS = ("batch", "sn")
 
@@ -57,15 +60,20 @@ class KeptDataset(torch.utils.data.Dataset):
         return getattr(self.dataset, name)
 
 
-@runtime.restrict.register
-def _(real: torch.utils.data.Dataset, kept: np.ndarray) -> KeptDataset:
+@hookimpl
+def restrict_real(upstream: str, real: Any, kept: np.ndarray) -> KeptDataset | None:
     """IDC's ``trainset`` (``condense.py`` ``load_resized_data``): the kept samples as a dataset."""
+    if upstream != UPSTREAM or not isinstance(real, torch.utils.data.Dataset):
+        return None
     return KeptDataset(real, kept)
 
 
-def real_images(real: Any, dataset: str | None) -> torch.Tensor:
+@hookimpl
+def real_images(upstream: str, real: Any, dataset: str | None) -> torch.Tensor | None:
     """All training images of ``real`` (IDC's ``trainset``), normalised as IDC feeds them to its networks:
     what level 1 scores when no ``--bilp-scores`` file is given."""
+    if upstream != UPSTREAM:
+        return None
     images = torch.stack([real[i][0] for i in range(len(real))])
     if images.dtype == torch.uint8:
         images = images.float() / 255
@@ -114,22 +122,17 @@ def stored(step: MatchStep) -> torch.Tensor:
 @hookimpl
 def meta_grad(step: MatchStep, method: str) -> torch.Tensor | None:
     """``||ITE(x)||`` of IDC's real batch on its gradient-matching loss, w.r.t. the stored synthetic rows."""
-    if step.upstream != "idc":
+    if step.upstream != UPSTREAM:
         return None
     return ite.ite(meta_loss(step), stored(step), method)
 
 
 # ------------------------------------------------------------------------------------------------ checks
-def check(args: Any, config: BiLPConfig, kept_per_class: list[int] | None) -> None:
-    """Refuse, before any training, settings IDC cannot run with BiLP (see the messages)."""
-    if kept_per_class is None:
-        if config.level2:
-            _check_level2(args, config)
+@hookimpl
+def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
+    """Refuse, before any work, level-2 settings IDC cannot run (see the messages)."""
+    if upstream != UPSTREAM or not config.level2:
         return
-    _check_level1(args, kept_per_class)
-
-
-def _check_level2(args: Any, config: BiLPConfig) -> None:
     if args.match != "grad":
         raise BiLPError(f"level 2 (--bilp-beta {config.beta}) supports IDC's gradient matching only, got --match "
                         f"{args.match}: use --match grad, or --bilp-beta 0")
@@ -145,7 +148,12 @@ def _check_level2(args: Any, config: BiLPConfig) -> None:
         raise BiLPError(f"--bilp-min-keep {config.min_keep} exceeds --batch_real {args.batch_real}: lower it")
 
 
-def _check_level1(args: Any, kept_per_class: list[int]) -> None:
+@hookimpl
+def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+    """Refuse a level-1 subset too small for IDC's initialisation or its in-memory class loader."""
+    if upstream != UPSTREAM:
+        return
+    kept_per_class = subset.kept_per_class
     fewest = min(kept_per_class)
     cls = kept_per_class.index(fewest)
     init_need = args.ipc * max(1, args.factor) ** 2 if args.init == "mix" else args.ipc

@@ -13,7 +13,7 @@ with ``h(S) = mean_j e(number_sign_augment(S)_j)``; the synthetic-CE term does n
 every ITE. The loss is quadratic in ``G``: the Taylor ITE equals the exact ITE.
 
 The ITE is taken where the hook sits, on the batch as drawn, before DSA: the augmentation's seed is read from
-the wall clock after the hook, and BiLP draws from no shared clock or RNG (METHOD.md: before augmentation).
+the wall clock after the hook, and BiLP draws from no shared clock or RNG (``docs/method.md``: before augmentation).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from typing import Any
 
 import torch
 
-from bilp_plugin import hookimpl, ite, preemptive
+from bilp_plugin import hookimpl
+from bilp_plugin.method import ite, level1
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.step import MatchStep
+from bilp_plugin.method.matchstep import MatchStep
 
 UPSTREAM = "idm"
 TOPK_SCRIPT = "IDM_cifar10.py"
@@ -94,16 +95,20 @@ def _needs(args: Any) -> list[tuple[int, str]]:
     return needs
 
 
-def check(args: Any, config: BiLPConfig, kept_per_class: list[int] | None) -> None:
-    """Refuse, before any training, settings this upstream cannot run (``kept_per_class``: after level 1)."""
-    if kept_per_class is None:
-        _check_args(args, config)
+@hookimpl
+def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: level1.Subset) -> None:
+    """Refuse a level-1 subset that leaves a class fewer rows than IDM's settings take."""
+    if upstream != UPSTREAM:
         return
     for rows, why in _needs(args):
-        preemptive.require_rows(kept_per_class, rows, why, config.alpha)
+        level1.require_rows(subset.kept_per_class, rows, why, config.alpha)
 
 
-def _check_args(args: Any, config: BiLPConfig) -> None:
+@hookimpl
+def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
+    """Refuse, before any work, settings this upstream cannot run (see the messages)."""
+    if upstream != UPSTREAM:
+        return
     if _topk_filter(args) and args.batch_real < TOPK:
         raise BiLPError(f"{TOPK_SCRIPT} with --ipc 1 and no --aug keeps the {TOPK} lowest-loss rows of each real "
                         f"batch (torch.topk(k={TOPK})), so it needs --batch_real >= {TOPK}, got {args.batch_real}: "

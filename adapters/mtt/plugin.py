@@ -2,7 +2,7 @@
 
 MTT trains expert trajectories on the real set (``buffer.py``), then distils by matching them (``distill.py``). Real
 samples reach the synthetic set only through the experts (and through ``--pix_init real``), never through the
-trajectory-matching loss, so level 2 has nothing to prune: :func:`check` refuses ``--bilp-beta > 0``.
+trajectory-matching loss, so level 2 has nothing to prune: :func:`check_run` refuses ``--bilp-beta > 0``.
 
 The two stages must see one subset. ``buffer.py --bilp`` writes that subset into the expert folder it fills
 (:data:`SUBSET_FILE`, :data:`KEPT_FILE`); ``distill.py --bilp`` compares its own level-1 subset with the one recorded
@@ -20,9 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from bilp_plugin import hookimpl
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.method.level1 import Subset
 
+UPSTREAM = "mtt"
 SUBSET_FILE = "bilp_subset.json"
 KEPT_FILE = "bilp_kept_indices.npy"
 FORMAT = "bilp-mtt-subset/1"
@@ -51,21 +54,17 @@ def _has_experts(folder: Path) -> bool:
     return (folder / "replay_buffer_0.pt").exists()
 
 
-def check(args: Any, config: BiLPConfig, kept_per_class: list[int] | None) -> None:
-    """Refuse what MTT cannot run: level 2 (at start), and too few kept images per class for
-    ``--pix_init real`` (after level 1)."""
+@hookimpl
+def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
+    """Refuse what MTT cannot run: level 2, and level 1 by loss in distill.py without the score file."""
+    if upstream != UPSTREAM:
+        return
     if config.level2:
         raise BiLPError(f"--bilp-beta must be 0 for MTT, got {config.beta}: MTT's trajectory-matching loss sees no "
                         "real samples (they enter only through the expert trajectories), so there is no real batch "
                         "to prune by ITE. Use level 1 (--bilp-alpha) in both buffer.py and distill.py")
-    if stage(args) != "distill":
-        return
-    if kept_per_class is None:
+    if stage(args) == "distill":
         _check_scores_given(args, config)
-    elif args.pix_init == "real" and min(kept_per_class) < args.ipc:
-        raise BiLPError(f"--pix_init real needs --ipc {args.ipc} real images per class, but level 1 keeps only "
-                        f"{min(kept_per_class)} in some class (kept per class: {kept_per_class}): lower "
-                        "--bilp-alpha or --ipc, or use --pix_init noise")
 
 
 def _check_scores_given(args: Any, config: BiLPConfig) -> None:
@@ -78,15 +77,27 @@ def _check_scores_given(args: Any, config: BiLPConfig) -> None:
                     f"file buffer.py used{used}")
 
 
-def after_level1(args: Any, config: BiLPConfig, labels: np.ndarray, kept: np.ndarray | None,
-                 summary: dict[str, Any] | None) -> None:
+@hookimpl
+def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+    """distill.py: refuse too few kept images per class for ``--pix_init real``."""
+    if upstream == UPSTREAM and stage(args) == "distill" and args.pix_init == "real" \
+            and min(subset.kept_per_class) < args.ipc:
+        raise BiLPError(f"--pix_init real needs --ipc {args.ipc} real images per class, but level 1 keeps only "
+                        f"{min(subset.kept_per_class)} in some class (kept per class: {subset.kept_per_class}): "
+                        "lower --bilp-alpha or --ipc, or use --pix_init noise")
+
+
+@hookimpl
+def after_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
     """buffer.py: record this run's subset in its expert folder; distill.py: refuse experts of another subset."""
-    subset = describe_subset(labels, kept, config, summary) | {"dataset": args.dataset}
+    if upstream != UPSTREAM:
+        return
+    described = describe_subset(subset.labels, subset.kept, config, subset.summary) | {"dataset": args.dataset}
     folder = expert_dir(args)
     if stage(args) == "buffer":
-        record_subset(folder, subset, kept)
+        record_subset(folder, described, subset.kept)
     else:
-        verify_subset(folder, subset)
+        verify_subset(folder, described)
 
 
 def describe_subset(labels: np.ndarray, kept: np.ndarray | None, config: BiLPConfig,

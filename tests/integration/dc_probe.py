@@ -1,4 +1,4 @@
-"""Level-1 probe: run an upstream script through ``bilp_plugin.launch`` and record every pool of dataset indices
+"""Level-1 probe: run an upstream script through ``bilp launch`` and record every pool of dataset indices
 that DatasetCondensation's ``get_images`` draws from (``np.random.permutation(indices_class[c])``).
 
     python dc_probe.py OUT.json --seed 0 --fake-clock main.py -- --dataset MNIST ...
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bilp_plugin import launch
+from bilp_plugin import cli
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
 
     np.random.permutation = probe
     try:
-        launch.main(argv)
+        cli.main(["launch", *argv])
     finally:
         with open(out, "w") as f:
             json.dump({"calls": calls, "indices": sorted(drawn)}, f)

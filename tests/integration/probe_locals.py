@@ -1,8 +1,8 @@
-"""Run an upstream script as ``python -m bilp_plugin.launch`` does and, when the script's function FUNC returns,
+"""Run an upstream script as ``bilp launch`` does and, when the script's function FUNC returns,
 save some of its locals (dotted paths to tensors) with ``torch.save``: the tests' view of state a script never
 writes out (MTT's final synthetic set, the tensors its expert trainloader reads).
 
-    python probe_locals.py OUT.pt FUNC image_syn,syn_lr -- <python -m bilp_plugin.launch arguments>
+    python probe_locals.py OUT.pt FUNC image_syn,syn_lr -- <bilp launch arguments>
 
 Tracing reads the frame on return only; it draws no random numbers and changes no value.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bilp_plugin import launch
+from bilp_plugin import cli
 
 
 def _get(namespace: dict[str, Any], path: str) -> Any:
@@ -30,7 +30,7 @@ def _get(namespace: dict[str, Any], path: str) -> Any:
 def main(argv: list[str]) -> None:
     out, func, paths, separator, *rest = argv
     assert separator == "--", "usage: probe_locals.py OUT FUNC PATH[,PATH] -- LAUNCH_ARGS"
-    script = str(Path(launch.build_parser().parse_args(rest).script).resolve())
+    script = str(Path(cli.build_parser().parse_args(["launch", *rest]).script).resolve())
 
     def on_return(frame: FrameType, event: str, arg: Any) -> Any:
         if event == "return":
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
         return on_return if code.co_name == func and code.co_filename == script else None
 
     sys.settrace(on_call)
-    launch.main(rest)
+    cli.main(["launch", *rest])
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def fails(tree: Path, script: str, args: list[str], cwd: Path) -> subprocess.Com
     """Run a script that must fail (in ``cwd``/run); its completed process."""
     cwd = cwd / "run"
     cwd.mkdir()
-    cmd = [sys.executable, "-m", "bilp_plugin.launch", "--seed", "0", "--fake-clock", "--threads", "2",
+    cmd = [sys.executable, "-m", "bilp_plugin", "launch", "--seed", "0", "--fake-clock", "--threads", "2",
            str(tree / script), "--", *args]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 2, f"{' '.join(cmd)} should have failed with status 2:\n{proc.stdout[-2000:]}"

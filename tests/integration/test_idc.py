@@ -3,7 +3,7 @@ loader (torchvision's ``CIFAR10``, md5 check skipped) on the CPU (``--cuda-to-cp
 
 Tiny configuration: ipc 1, factor 2, ConvNet-3 of width 8, ``--niter 1 --inner_loop 2`` (50 outer iterations, the
 fewest IDC accepts, 2 inner steps), real batches of 8, ``--test`` (no evaluation), ``--metric mse`` (IDC's CIFAR
-preset). Every run is seeded the same way (``bilp_plugin.launch --seed 0 --fake-clock --threads 1``) in its own
+preset). Every run is seeded the same way (``bilp launch --seed 0 --fake-clock --threads 1``) in its own
 folder. "compat" is the upstream with its compat patch only, "patched" the whole series. The bare upstream does not
 run here (module-level ``efficientnet_pytorch`` import, ``np.int`` on numpy 2), so the compat tree is the baseline.
 Level-1 scores: a seeded made-up JSON list (the authors' file format) for the subset.
@@ -21,7 +21,7 @@ import pytest
 import torch
 from upstreams import launch, materialise
 
-from bilp_plugin.layouts import FOLDER, write_cifar10_subset
+from bilp_plugin.tools.layouts import FOLDER, write_cifar10_subset
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,6 +1,6 @@
 """MTT (buffer.py experts, distill.py) patched with BiLP, on a 20-per-class CIFAR-10 subset of ``BILP_DATA``.
 
-Every run is seeded the same way (``bilp_plugin.launch --seed 0 --fake-clock``) in its own folder, with
+Every run is seeded the same way (``bilp launch --seed 0 --fake-clock``) in its own folder, with
 ``WANDB_MODE=disabled``. "compat" is the upstream with its compat patch only, "bare" the pinned upstream, "patched"
 the whole series. Scores: the authors' ``CIFAR10_LossConverge.json`` from ``$BILP_SCORES_DIR`` (sliced to the
 subset), else a seeded made-up score list (printed).
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bilp_plugin import layouts
+from bilp_plugin.tools import layouts
 from bilp_adapters.mtt.plugin import KEPT_FILE, SUBSET_FILE
 from upstreams import materialise
 
-from bilp_plugin import preemptive
+from bilp_plugin.method import level1
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -182,7 +182,7 @@ def test_alpha_trains_experts_on_exactly_the_kept_set(mtt: MTT) -> None:
     buffer, distill = _alpha_runs(mtt)
     labels = full["trainloader.dataset.labels"].numpy()
     scores = np.asarray(json.loads(mtt.scores.read_text()))
-    expected = preemptive.keep_lowest(scores, labels, ALPHA)
+    expected = level1.keep_lowest(scores, labels, ALPHA)
     assert len(expected) == 10 * (PER_CLASS - int(ALPHA * PER_CLASS))
     assert np.array_equal(np.load(buffer.cwd / "record" / "kept_indices.npy"), expected)
     assert np.array_equal(np.load(buffer.cwd / EXPERTS / KEPT_FILE), expected)

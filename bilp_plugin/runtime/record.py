@@ -9,6 +9,10 @@ Layout of ``<out>/``:
   thresholds, ITE seconds, seconds since the run started).
 * ``summary.json``: totals written at exit: selections, draws, real rows seen and kept by level 2, ITE seconds,
   wall seconds of the matching loop.
+* ``result.json`` (optional, written by a host beside the record: ``bilp demo``, ``bilp sweep``, the built-in
+  host): ``accuracy``, a list of test accuracies in [0, 1] (one per evaluated network), and the run's settings.
+
+:class:`RunRecord` writes a record; :func:`load_run` and :func:`find_runs` read records back (:class:`Run`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,7 @@ from bilp_plugin import __version__
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.logs import say
+from bilp_plugin.method import scorefile
 
 
 def _jsonable(value: Any) -> Any:
@@ -106,3 +112,92 @@ class RunRecord:
 
     def _write_json(self, name: str, payload: dict[str, Any]) -> None:
         (self.dir / name).write_text(json.dumps(payload, indent=1, default=repr))
+
+
+RESULT = "result.json"
+
+
+def write_result(run_dir: Path, result: dict[str, Any]) -> None:
+    """``result.json``: the accuracy of a run, beside its record."""
+    (Path(run_dir) / RESULT).write_text(json.dumps(result, indent=1))
+
+
+# ------------------------------------------------------------------------------------------------- reading
+@dataclass
+class Run:
+    """One run record and what it holds (absent parts are ``None`` or empty)."""
+
+    dir: Path
+    name: str
+    config: dict[str, Any]
+    level1: dict[str, Any] | None = None
+    kept: np.ndarray | None = None
+    level2: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+
+    @property
+    def bilp(self) -> dict[str, Any]:
+        return self.config.get("bilp", {})
+
+    @property
+    def accuracy(self) -> list[float]:
+        return [float(a) for a in (self.result or {}).get("accuracy", [])]
+
+    @property
+    def method(self) -> str:
+        args = self.config.get("upstream_args", {})
+        return str((self.result or {}).get("method") or args.get("method") or "?")
+
+    @property
+    def ite_share(self) -> float | None:
+        s = self.summary or {}
+        return s.get("ite_share") if s.get("selections") else None
+
+    def scores_path(self) -> Path | None:
+        own = self.dir / "scores.npz"
+        if own.is_file():
+            return own
+        named = (self.level1 or {}).get("scores")
+        if named:
+            path = Path(named)
+            return path if path.is_absolute() or path.is_file() else self.dir / path
+        return None
+
+    def scores(self) -> scorefile.ScoreFile | None:
+        """The level-1 score file of the run, when it is still readable."""
+        path = self.scores_path()
+        return scorefile.load(path) if path is not None and path.is_file() else None
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_run(path: Path, name: str | None = None) -> Run:
+    config = _json(path / "config.json")
+    if config is None:
+        raise BiLPError(f"{path} holds no run record (no config.json): pass a folder a --bilp run wrote")
+    kept = np.load(path / "kept_indices.npy") if (path / "kept_indices.npy").is_file() else None
+    level2_file = path / "level2.jsonl"
+    level2 = [json.loads(line) for line in level2_file.read_text().splitlines() if line.strip()] \
+        if level2_file.is_file() else []
+    return Run(path, name or path.name, config, _json(path / "level1.json"), kept, level2,
+               _json(path / "summary.json"), _json(path / RESULT))
+
+
+def find_runs(paths: list[Path]) -> list[Run]:
+    """Every record at or below ``paths``, in path order, named by their path relative to the given folder."""
+    found: list[Run] = []
+    for top in paths:
+        if not top.is_dir():
+            raise BiLPError(f"{top} is not a folder: pass run-record folders (or folders above them)")
+        dirs = [top] if (top / "config.json").is_file() else sorted(p.parent for p in top.rglob("config.json"))
+        for d in dirs:
+            if (d / "config.json").is_file() and _json(d / "config.json").get("bilp") is not None:
+                found.append(load_run(d, d.name if d == top else str(d.relative_to(top))))
+    if not found:
+        raise BiLPError(f"no run record (config.json) under {', '.join(map(str, paths))}")
+    return found
+
+

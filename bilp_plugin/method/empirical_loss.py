@@ -1,4 +1,4 @@
-"""Level 1 scores by empirical loss (METHOD.md "Level 1"), the default ``score_samples``, and ``bilp score``.
+"""Level 1 scores by empirical loss (``docs/method.md``, level 1): the default ``score_samples``.
 
 Train the ConvNet on the full real set (SGD with momentum and weight decay, no augmentation) and score
 each sample by its cross-entropy. ``mode="mean"``: the per-sample loss of the training forward pass itself,
@@ -11,49 +11,47 @@ Lower score = more valuable; level 1 prunes the largest.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bilp_plugin import distributed, hookimpl, scores
+from bilp_plugin import hookimpl
+from bilp_plugin.method import data_parallel, scorefile
 from bilp_plugin.config import ScoringConfig
-from bilp_plugin.datasets import RealSet, load_dataset
+from bilp_plugin.method.realset import RealSet
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.manager import get_manager
-from bilp_plugin.models import ConvNet
+from bilp_plugin.method.convnet import ConvNet
 
 MODES = ("mean", "final")
 POSTFIX_EVERY = 20  # batches between loss read-outs for the progress bar (each one syncs with the device)
 
 
-def empirical_loss(dataset: RealSet, config: ScoringConfig) -> scores.ScoreFile:
+def empirical_loss(dataset: RealSet, config: ScoringConfig) -> scorefile.ScoreFile:
     """Score every sample of ``dataset`` by its cross-entropy (module docstring); float64, dataset order."""
     device = check_config(config)
     start = time.perf_counter()
     images, labels = dataset.images.to(device), dataset.labels.to(device)
     total = config.trials * config.epochs * len(dataset)
-    world = distributed.current()
+    world = data_parallel.current()
     with tqdm(total=total, unit="sample", unit_scale=True, desc=f"scoring {dataset.name}",
               disable=not config.progress or not world.is_main) as bar:
         runs = [_trial(dataset, images, labels, config, config.seed + t, bar) for t in range(config.trials)]
     values = torch.stack(runs).mean(0).cpu().numpy()
     label_array = dataset.labels.cpu().numpy()
-    meta = scores.dataset_meta(dataset.name, label_array)
+    meta = scorefile.dataset_meta(dataset.name, label_array)
     meta.update(model="convnet", width=config.model_width, depth=config.model_depth, epochs=config.epochs,
                 trials=config.trials, mode=config.mode, seed=config.seed, lr=config.lr,
                 momentum=config.momentum, weight_decay=config.weight_decay, batch_size=config.batch_size,
                 elapsed_s=round(time.perf_counter() - start, 3), device=str(device))
     if world.active:
         meta.update(world_size=world.size)
-    return scores.ScoreFile(values, label_array, meta)
+    return scorefile.ScoreFile(values, label_array, meta)
 
 
 @hookimpl(trylast=True)
-def score_samples(dataset: RealSet, config: ScoringConfig) -> scores.ScoreFile:
+def score_samples(dataset: RealSet, config: ScoringConfig) -> scorefile.ScoreFile:
     """Built-in, answers last: the empirical-loss scorer."""
     return empirical_loss(dataset, config)
 
@@ -93,7 +91,7 @@ def _trial(dataset: RealSet, images: torch.Tensor, labels: torch.Tensor, config:
                                 weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     total = torch.zeros(len(dataset), dtype=torch.float64, device=images.device)
-    world = distributed.current()
+    world = data_parallel.current()
     model.train()
     for epoch in range(config.epochs):
         order = torch.randperm(len(dataset), generator=generator).to(images.device)
@@ -119,40 +117,12 @@ def _trial(dataset: RealSet, images: torch.Tensor, labels: torch.Tensor, config:
 
 @torch.no_grad()
 def _eval_losses(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 world: distributed.World) -> torch.Tensor:
+                 world: data_parallel.World) -> torch.Tensor:
     model.eval()
     if world.active:  # each rank evaluates its share; the others' entries stay 0 until the sum
         mine = world.shard(torch.arange(len(labels), device=labels.device))
         losses = torch.zeros(len(labels), dtype=torch.float64, device=labels.device)
-        losses[mine] = _eval_losses(model, images[mine], labels[mine], batch_size, distributed.World())
+        losses[mine] = _eval_losses(model, images[mine], labels[mine], batch_size, data_parallel.World())
         return world.sum(losses)
     return torch.cat([F.cross_entropy(model(x), y, reduction="none").double()
                       for x, y in zip(images.split(batch_size), labels.split(batch_size), strict=True)])
-
-
-def score_command(args: argparse.Namespace) -> int:
-    """``bilp score``: score ``--dataset``, write ``--out`` (.npz); never overwrites without ``--force``."""
-    out = Path(args.out)
-    if out.suffix != ".npz":
-        raise BiLPError(f"--out must name a .npz file, got {args.out}")
-    if out.exists() and not args.force:
-        raise BiLPError(f"--out {out} exists: pass --force to overwrite it")
-    if args.model != "convnet":
-        raise BiLPError(f"--model must be convnet (the only scoring model), got {args.model!r}")
-    world, device = distributed.init_from_env(args.device)
-    config = ScoringConfig(model_width=args.width, model_depth=args.depth, epochs=args.epochs,
-                           trials=args.trials, batch_size=args.batch_size, lr=args.lr, mode=args.mode,
-                           seed=args.seed, device=device, progress=world.is_main)
-    check_config(config)
-    dataset = load_dataset(args.dataset, args.data_root)
-    score_file = get_manager().score_samples(dataset, config)
-    if not world.is_main:
-        distributed.finish()
-        return 0
-    digest = scores.save(out, score_file, force=args.force)
-    distributed.finish()
-    meta = score_file.meta
-    print(f"wrote {out}: {len(score_file)} scores of {dataset.name} (mode {meta.get('mode')}, "
-          f"{meta.get('epochs')} epochs x {meta.get('trials')} trials, {meta.get('elapsed_s')} s), "
-          f"sha256 {digest[:12]}")
-    return 0

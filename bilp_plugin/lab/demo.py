@@ -29,7 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bilp_plugin import runs
+from bilp_plugin.lab import hosts
 from bilp_plugin.config import STRATA, check_ratio
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.logs import say
@@ -38,29 +38,19 @@ MARKER = "demo.json"
 SETTINGS = ("baseline", "level1", "level12", "random")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    runs.add_host_flags(p, iterations=100, seeds="0,1,2")
-    p.add_argument("--alpha", type=float, default=0.5, help="level-1 pruning rate (share of each class pruned)")
-    p.add_argument("--beta", type=float, default=0.2, help="level-2 pruning rate (share of each real batch)")
-    p.add_argument("--strata", action=argparse.BooleanOptionalAction, default=True,
-                   help="also distill from each loss decile S1..S10 (Fig. 3), at the first seed")
-    p.add_argument("--out", default="bilp_demo", help="output folder")
-    p.add_argument("--force", action="store_true", help="replace an existing demo folder")
-
-
-def points(args: argparse.Namespace) -> dict[str, list[runs.Point]]:
+def points(args: argparse.Namespace) -> dict[str, list[hosts.Point]]:
     """The runs of each setting (and of each stratum) in run order."""
-    seeds = runs.parse_seeds(args.seeds)
+    seeds = hosts.parse_seeds(args.seeds)
     a, b = args.alpha, args.beta
     table = {
-        "baseline": [runs.Point(f"baseline-s{s}", seed=s) for s in seeds],
-        "level1": [runs.Point(f"level1-s{s}", alpha=a, seed=s) for s in seeds],
-        "level12": [runs.Point(f"level12-s{s}", alpha=a, beta=b, seed=s) for s in seeds],
-        "random": [runs.Point(f"random-s{s}", criterion="random", alpha=a, seed=s) for s in seeds],
+        "baseline": [hosts.Point(f"baseline-s{s}", seed=s) for s in seeds],
+        "level1": [hosts.Point(f"level1-s{s}", alpha=a, seed=s) for s in seeds],
+        "level12": [hosts.Point(f"level12-s{s}", alpha=a, beta=b, seed=s) for s in seeds],
+        "random": [hosts.Point(f"random-s{s}", criterion="random", alpha=a, seed=s) for s in seeds],
     }
     if args.strata:
         for k in range(1, STRATA + 1):
-            table[f"S{k}"] = [runs.Point(f"stratum{k:02d}-s{seeds[0]}", criterion="stratum", stratum=k,
+            table[f"S{k}"] = [hosts.Point(f"stratum{k:02d}-s{seeds[0]}", criterion="stratum", stratum=k,
                                          seed=seeds[0])]
     return table
 
@@ -84,21 +74,22 @@ def prepare(out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def demo_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """The demo of the module docstring, for ``bilp demo``'s parsed options."""
     check_ratio("--alpha", args.alpha)
     check_ratio("--beta", args.beta)
     start = time.perf_counter()
     out = Path(args.out)
     prepare(out, args.force)
     (out / MARKER).write_text(json.dumps({"argv": sys.argv, **vars(args)}, indent=1, default=str))
-    host = runs.make_host(args, out)
-    scores = runs.score_file(args, out)
+    host = hosts.make_host(args, out)
+    scores = hosts.score_file(args, out)
     table = points(args)
     say(f"demo: {sum(map(len, table.values()))} runs on the {host.name} host, {args.jobs} at a time")
     calls = [(p, out / "runs" / p.name, scores) for group in table.values() for p in group]
-    done = iter(runs.in_parallel(host.run, calls, args.jobs))
+    done = iter(hosts.in_parallel(host.run, calls, args.jobs))
     results = {setting: [next(done) for _ in group] for setting, group in table.items()}
-    rows = [{"setting": s, "label": label(s, args), **runs.summary(results[s])} for s in SETTINGS]
+    rows = [{"setting": s, "label": label(s, args), **hosts.summary(results[s])} for s in SETTINGS]
     wall = time.perf_counter() - start
     markdown = table_markdown(rows, args, host.name, wall)
     (out / "results.md").write_text(markdown)
@@ -107,7 +98,7 @@ def demo_command(args: argparse.Namespace) -> int:
          "points": {s: [asdict(p) for p in g] for s, g in table.items()}, "results": results},
         indent=1, default=str))
     print(markdown)
-    from bilp_plugin.report import write_report
+    from bilp_plugin.lab.report import write_report
 
     report = write_report(sorted((out / "runs").iterdir()), out / "report")
     print(f"report: {report}")
@@ -117,7 +108,7 @@ def demo_command(args: argparse.Namespace) -> int:
 def table_markdown(rows: list[dict[str, Any]], args: argparse.Namespace, host: str, wall: float) -> str:
     """The comparison table (accuracy: mean +- std over every evaluated network of every seed)."""
     title = (f"BiLP demo: {args.method} on {args.dataset}, ipc {args.ipc}, {args.iterations} iterations, "
-             f"{host} host; accuracy over {len(runs.parse_seeds(args.seeds))} seed(s) x {args.eval_models} "
+             f"{host} host; accuracy over {len(hosts.parse_seeds(args.seeds))} seed(s) x {args.eval_models} "
              "evaluation networks; time = mean seconds per run")
     lines = [title, "",
              "| setting | real kept | accuracy (%) | distill (s) | evaluate (s) |",

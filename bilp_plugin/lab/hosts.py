@@ -1,18 +1,16 @@
 """What ``bilp demo`` and ``bilp sweep`` share: the distillation settings they run (:class:`Point`), the host that
-runs them (the built-in host in-process, or the patched DatasetCondensation through ``bilp_plugin.launch``), the
-level-1 score file, and the summary of a group of runs.
+runs them (:class:`Host`: the built-in host in-process, or a patched upstream through ``bilp launch``, each from
+its adapter's ``make_host`` hook), the level-1 score file, and the summary of a group of runs.
 
 Each point runs with ``--bilp`` and writes a run record (``config.json``, ``level1.json``, ... by
-:mod:`bilp_plugin.record`) plus ``result.json`` (accuracy per evaluated network, distillation seconds) into its
-own folder; the baseline is ``--bilp`` with alpha = 0 and beta = 0, which changes nothing but the record.
+:mod:`bilp_plugin.runtime.record`) plus ``result.json`` (accuracy per evaluated network, distillation seconds) into
+its own folder; the baseline is ``--bilp`` with alpha = 0 and beta = 0, which changes nothing but the record.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
-import os
 import statistics
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -22,14 +20,13 @@ from typing import Any, Protocol
 
 import torch
 
-from bilp_plugin import host as builtin_host
-from bilp_plugin import scores as score_io
 from bilp_plugin.config import ScoringConfig
-from bilp_plugin.datasets import DATASETS, load_dataset
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.lab import host
+from bilp_plugin.lab.datasets import load_dataset
 from bilp_plugin.logs import say
-
-HOSTS = ("auto", "builtin", "dc")
+from bilp_plugin.manager import get_manager
+from bilp_plugin.method import scorefile
 
 
 @dataclass(frozen=True)
@@ -61,31 +58,6 @@ class Host(Protocol):
         ...
 
 
-def add_host_flags(p: argparse.ArgumentParser, iterations: int, seeds: str) -> None:
-    """The flags of the distillation setting shared by ``bilp demo`` and ``bilp sweep``."""
-    p.add_argument("--host", choices=HOSTS, default="auto",
-                   help="builtin: the compact built-in DC/DM loop; dc: the patched DatasetCondensation (needs its "
-                        "submodule and patches, and --dataset mnist or cifar10); auto: dc when it can run, else "
-                        "builtin")
-    p.add_argument("--method", choices=builtin_host.METHODS, default="DM", help="distribution or gradient matching")
-    p.add_argument("--dataset", choices=DATASETS, default="digits",
-                   help="digits ships with scikit-learn; the others read --data-root")
-    p.add_argument("--data-root", default=None, help="folder with the torchvision layouts (default: $BILP_DATA)")
-    p.add_argument("--ipc", type=int, default=1, help="synthetic images per class")
-    p.add_argument("--iterations", type=int, default=iterations, help="updates of the synthetic set")
-    p.add_argument("--batch-real", type=int, default=64, help="real batch per class and matching step")
-    p.add_argument("--width", type=int, default=32, help="ConvNet width (built-in host and scoring)")
-    p.add_argument("--eval-models", type=int, default=3, help="fresh networks trained on each synthetic set")
-    p.add_argument("--eval-epochs", type=int, default=150, help="their training epochs")
-    p.add_argument("--seeds", default=seeds, help="comma-separated distillation seeds")
-    p.add_argument("--scores", default=None, help="level-1 score file to use instead of scoring the dataset")
-    p.add_argument("--score-epochs", type=int, default=10, help="epochs of empirical-loss scoring")
-    p.add_argument("--device", default="cpu", help="device of the built-in host and of scoring (dc picks its own)")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                   help="runs in parallel (processes; default: min(2, CPUs))")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-
-
 def parse_seeds(text: str) -> list[int]:
     try:
         values = [int(s) for s in text.split(",") if s.strip()]
@@ -97,7 +69,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 class BuiltinHost:
-    """Runs points in this process through :mod:`bilp_plugin.host` (the same argv a user would type)."""
+    """Runs points in this process through :mod:`bilp_plugin.lab.host` (the same argv a user would type)."""
 
     name = "builtin"
 
@@ -114,22 +86,23 @@ class BuiltinHost:
         return [*self.base, "--seed", str(point.seed), *point.bilp_flags(scores), "--bilp-out", str(run_dir)]
 
     def run(self, point: Point, run_dir: Path, scores: Path) -> dict[str, Any]:
-        return builtin_host.run(builtin_host.parse(self.argv(point, run_dir, scores)))
+        return host.run(host.parse(self.argv(point, run_dir, scores)))
 
 
-def make_host(args: argparse.Namespace, workdir: Path) -> Host:
-    """The host ``--host`` asks for; ``auto`` falls back to the built-in one, with a log line saying why."""
-    from bilp_plugin import upstream_dc
-
-    if args.host == "builtin":
-        return BuiltinHost(args)
-    reason = upstream_dc.unavailable(args.dataset)
-    if reason is None:
-        return upstream_dc.DcHost(args, workdir)
-    if args.host == "dc":
-        raise BiLPError(f"--host dc cannot run: {reason}")
-    say(f"using the built-in host: {reason}")
-    return BuiltinHost(args)
+def make_host(options: argparse.Namespace, workdir: Path) -> Host:
+    """The host ``--host`` names, from its adapter's ``make_host`` hook; ``auto`` tries ``dc`` and falls back to
+    the built-in host, with a line saying why."""
+    manager = get_manager()
+    name = options.host
+    if name == "auto":
+        try:
+            manager.register_adapter("dc")
+            return manager.make_host("dc", options, workdir)
+        except BiLPError as err:
+            say(f"using the built-in host: {err}")
+            name = "builtin"
+    manager.register_adapter(name)
+    return manager.make_host(name, options, workdir)
 
 
 def score_file(args: argparse.Namespace, out: Path) -> Path:
@@ -137,8 +110,6 @@ def score_file(args: argparse.Namespace, out: Path) -> Path:
     (empirical loss of a ConvNet of ``--width``, ``--score-epochs`` epochs, seed 0)."""
     if args.scores:
         return Path(args.scores).resolve()
-    from bilp_plugin.manager import get_manager
-
     path = out / "scores.npz"
     if path.exists():
         return path.resolve()
@@ -146,7 +117,7 @@ def score_file(args: argparse.Namespace, out: Path) -> Path:
     torch.set_num_threads(max(1, args.jobs * args.threads))  # scoring has the machine to itself
     config = ScoringConfig(model_width=args.width, epochs=args.score_epochs, device=args.device, progress=False)
     say(f"scoring {dataset.name} ({len(dataset)} samples, {args.score_epochs} epochs)")
-    score_io.save(path, get_manager().score_samples(dataset, config))
+    scorefile.save(path, get_manager().score_samples(dataset, config))
     return path.resolve()
 
 
@@ -167,8 +138,3 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
             "accuracy_mean": statistics.fmean(accs), "accuracy_std": statistics.pstdev(accs),
             "distill_s": statistics.fmean(r["distill_s"] for r in results),
             "eval_s": statistics.fmean(r["eval_s"] for r in results)}
-
-
-def load_result(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / builtin_host.RESULT
-    return json.loads(path.read_text()) if path.is_file() else None

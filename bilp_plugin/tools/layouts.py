@@ -1,7 +1,7 @@
 """A per-class subset of CIFAR-10 in torchvision's ``cifar-10-batches-py`` layout (what DC, MTT, IDC and IDM read),
 for CPU smoke runs, tests and benchmarks.
 
-    python -m bilp_plugin.layouts $BILP_DATA small --per-class 20 --test-per-class 10 \\
+    bilp subset $BILP_DATA small --per-class 20 --test-per-class 10 \\
         --scores CIFAR10_LossConverge.json
 
 The first ``per_class`` training samples of each class are kept in their original order; ``DST/indices.npy``
@@ -11,11 +11,9 @@ file (an authors' JSON list) to ``DST/<its name>``, so level 1 ranks the subset 
 
 from __future__ import annotations
 
-import argparse
 import json
 import pickle
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,19 +69,3 @@ def write_cifar10_subset(src: str | Path, dst: str | Path, per_class: int | None
             raise BiLPError(f"{scores} has {len(values)} scores, the training set in {source} {len(labels)}")
         (Path(dst) / Path(scores).name).write_text(json.dumps([values[i] for i in kept.tolist()]))
     return kept
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bilp_plugin.layouts", description=__doc__.splitlines()[0])
-    p.add_argument("src", help="folder holding cifar-10-batches-py/ (the full set)")
-    p.add_argument("dst", help="folder to write the subset's cifar-10-batches-py/ into")
-    p.add_argument("--per-class", type=int, default=None, help="training samples per class (default: all)")
-    p.add_argument("--test-per-class", type=int, default=None, help="test samples per class (default: all)")
-    p.add_argument("--scores", default=None, help="a full-set score file (JSON list) to slice for the subset")
-    a = p.parse_args(argv)
-    kept = write_cifar10_subset(a.src, a.dst, a.per_class, a.test_per_class, a.scores)
-    print(f"wrote {len(kept)} training samples to {Path(a.dst) / FOLDER}")
-
-
-if __name__ == "__main__":
-    main()

@@ -4,7 +4,7 @@
 The patched files are written once into ``<workdir>/upstream-dc/`` from the submodule's git objects (the pinned
 commit plus ``patches/dc``; the submodule checkout itself is never touched), and each point runs there as::
 
-    python -m bilp_plugin.launch --seed SEED --threads T <workdir>/upstream-dc/main_DM.py -- --dataset MNIST \\
+    bilp launch --seed SEED --threads T <workdir>/upstream-dc/main_DM.py -- --dataset MNIST \\
         --ipc 1 --Iteration N --num_exp 1 --num_eval E --eval_mode end ... --bilp ... --bilp-out RUN_DIR
 
 The upstream evaluates its synthetic set once at the end (``--eval_mode end``: ``E`` fresh ConvNets) and saves
@@ -25,21 +25,16 @@ import git
 import numpy as np
 import torch
 
-from bilp_plugin import apply
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.host import write_result
-from bilp_plugin.runs import Point
+from bilp_plugin.lab.hosts import Point
+from bilp_plugin.runtime.record import write_result
+from bilp_plugin.tools import apply
 
 DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR10"}
 """Our dataset names -> DatasetCondensation's ``--dataset`` (the two whose layouts ``BILP_DATA`` holds)."""
 TREE = "upstream-dc"
-
-
-def repo_root() -> Path:
-    """The checkout this package runs from (``adapters/`` beside ``patches/`` and ``third_party/``)."""
-    import bilp_adapters
-
-    return Path(bilp_adapters.__file__).resolve().parent.parent
+ADAPTER = Path(__file__).resolve().parent
+"""This adapter's folder (its ``manifest.toml``; ``patches/`` and ``third_party/`` are two levels up)."""
 
 
 def unavailable(dataset: str, root: Path | None = None) -> str | None:
@@ -48,10 +43,10 @@ def unavailable(dataset: str, root: Path | None = None) -> str | None:
     if dataset not in DATASETS:
         return (f"DatasetCondensation does not load {dataset!r}: pass --dataset {' or '.join(DATASETS)} "
                 "with --data-root")
-    root = root or repo_root()
-    if not (root / "adapters" / "dc" / "plugin.py").is_file():
-        return f"{root}/adapters/dc has no plugin.py (the dc adapter is not installed)"
-    manifest = apply.Manifest.load(root / "adapters" / "dc")
+    folder = root / "adapters" / "dc" if root else ADAPTER
+    if not (folder / "plugin.py").is_file():
+        return f"{folder} has no plugin.py (the dc adapter is not installed)"
+    manifest = apply.Manifest.load(folder)
     if not manifest.patches:
         return "adapters/dc/manifest.toml lists no patches"
     row = apply.status_row(manifest)
@@ -69,7 +64,7 @@ def unavailable(dataset: str, root: Path | None = None) -> str | None:
 
 def materialise(dest: Path, root: Path | None = None) -> Path:
     """The patched upstream's files under ``dest`` (written once; an existing copy of the same tree is reused)."""
-    manifest = apply.Manifest.load((root or repo_root()) / "adapters" / "dc")
+    manifest = apply.Manifest.load(root / "adapters" / "dc" if root else ADAPTER)
     with git.Repo(manifest.checkout) as repo:
         tree = apply.patched_tree(repo, manifest)
         marker = dest / ".bilp-tree"
@@ -86,7 +81,7 @@ class DcHost:
 
     def __init__(self, args: argparse.Namespace, workdir: Path, root: Path | None = None,
                  python: str = sys.executable) -> None:
-        from bilp_plugin.datasets import load_dataset
+        from bilp_plugin.lab.datasets import load_dataset
 
         self.args = args
         self.python = python
@@ -95,7 +90,7 @@ class DcHost:
 
     def command(self, point: Point, run_dir: Path, scores: Path) -> list[str]:
         a = self.args
-        from bilp_plugin.datasets import data_root
+        from bilp_plugin.lab.datasets import data_root
 
         script = "main_DM.py" if a.method == "DM" else "main.py"
         launcher = ["--seed", str(point.seed), "--threads", str(a.threads)]
@@ -108,7 +103,7 @@ class DcHost:
                     "--save_path", str(run_dir / "upstream")]
         if a.method == "DC":
             upstream += ["--method", "DC"]
-        return [self.python, "-m", "bilp_plugin.launch", *launcher, str(self.tree / script), "--", *upstream,
+        return [self.python, "-m", "bilp_plugin", "launch", *launcher, str(self.tree / script), "--", *upstream,
                 *point.bilp_flags(scores), "--bilp-out", str(run_dir)]
 
     def run(self, point: Point, run_dir: Path, scores: Path) -> dict[str, Any]:
@@ -122,7 +117,7 @@ class DcHost:
             raise BiLPError(f"the patched upstream failed ({proc.returncode}); its log is "
                             f"{run_dir / 'upstream' / 'log.txt'}:\n{proc.stderr[-2000:]}")
         result = parse_result(run_dir, self.args, point, self.n_real, time.perf_counter() - start)
-        write_result(run_dir / "result.json", result)
+        write_result(run_dir, result)
         return result
 
 

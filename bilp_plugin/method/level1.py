@@ -8,10 +8,8 @@ stratified study (S1 = largest loss). Every function returns dataset indices, in
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -105,6 +103,21 @@ def summary(kept: np.ndarray, labels: Any, **fields: Any) -> dict[str, Any]:
             "kept_per_class": kept_counts}
 
 
+@dataclass(frozen=True)
+class Subset:
+    """What level 1 left of a real set: every sample's label, the kept dataset indices (``None``: the full set,
+    level 1 off) and level 1's summary (``None`` when off)."""
+
+    labels: np.ndarray
+    kept: np.ndarray | None = None
+    summary: dict[str, Any] | None = None
+
+    @property
+    def kept_per_class(self) -> list[int]:
+        kept = self.labels if self.kept is None else self.labels[self.kept]
+        return np.bincount(kept, minlength=int(self.labels.max()) + 1 if len(self.labels) else 0).tolist()
+
+
 def require_rows(kept_per_class: list[int], rows: int, why: str, alpha: float) -> None:
     """Refuse a level-1 selection that leaves some class fewer than ``rows`` samples, saying ``why`` they are
     needed and which classes fall short."""
@@ -125,41 +138,3 @@ def _arrays(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _sorted(parts: list[np.ndarray]) -> np.ndarray:
     return np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
-
-
-def prune_command(args: argparse.Namespace) -> int:
-    """``bilp prune``: write the kept indices (``.npy``) and a JSON summary beside them."""
-    from bilp_plugin import scores as score_io
-    from bilp_plugin.datasets import load_dataset
-
-    check_ratio("--alpha", args.alpha)
-    check_stratum(args.stratum)
-    out = Path(args.out)
-    if out.suffix != ".npy":
-        raise BiLPError(f"--out must name a .npy file, got {out}")
-    out_json = out.with_suffix(".json")
-    for path in (out, out_json):
-        if path.exists() and not args.force:
-            raise BiLPError(f"{path} exists: pass --force to overwrite it")
-    if args.scores is None and args.criterion != "random":
-        raise BiLPError(f"--criterion {args.criterion} needs --scores FILE")
-    score_file = score_io.load(args.scores) if args.scores else None
-    labels = score_file.labels if score_file is not None else None
-    dataset = score_file.meta.get("dataset") if score_file is not None else None
-    if args.dataset:
-        labels, dataset = load_dataset(args.dataset, args.data_root).labels.numpy(), args.dataset
-    if labels is None:
-        raise BiLPError(f"{args.scores} carries no labels (an authors' JSON list): pass --dataset NAME "
-                        "(and --data-root DIR) to read them")
-    if score_file is not None:
-        score_io.check_matches(score_file, labels, dataset)
-    kept = select(score_file.scores if score_file else None, labels, args.alpha, args.criterion, args.seed,
-                  args.stratum)
-    record = summary(kept, labels, dataset=dataset, alpha=args.alpha, criterion=args.criterion,
-                     stratum=args.stratum, seed=args.seed, scores=args.scores,
-                     scores_sha256=score_file.sha256 if score_file else None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, kept)
-    out_json.write_text(json.dumps(record, indent=1))
-    print(f"kept {len(kept)} of {record['n']} samples ({args.criterion}, alpha={args.alpha}) -> {out}")
-    return 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,12 @@ import numpy as np
 import torch
 
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.method.realset import RealSet
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn")
 DIGITS_TRAIN = 1500
-LAYOUT_TOOL = "python /path/to/shared/data/tools/make_layouts.py DIR"
+DATA_DOC = "docs/data.md"
+"""Where the project says how to put each dataset in its torchvision layout."""
 
 # (mean, std, num_classes): DatasetCondensation's get_dataset values; digits is ours (train split statistics).
 _STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...], int]] = {
@@ -42,35 +43,6 @@ _STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...], int]] = {
     "cifar100": ((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762), 100),
     "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), 10),
 }
-
-
-@dataclass
-class RealSet:
-    """A real image set: normalised float32 images ``N x C x H x W``, int64 labels, in torchvision order."""
-
-    name: str
-    images: torch.Tensor
-    labels: torch.Tensor
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def channel(self) -> int:
-        return int(self.images.shape[1])
-
-    @property
-    def im_size(self) -> tuple[int, int]:
-        return int(self.images.shape[2]), int(self.images.shape[3])
-
-    def subset(self, indices: Any) -> RealSet:
-        """The samples at ``indices`` (in that order), same name, classes and normalisation."""
-        index = torch.as_tensor(indices, dtype=torch.int64)
-        return RealSet(self.name, self.images[index], self.labels[index], self.num_classes, self.mean,
-                       self.std)
 
 
 def canonical_name(name: str) -> str:
@@ -86,12 +58,12 @@ def data_root(root: str | None) -> Path:
     """The data folder: ``root``, else ``$BILP_DATA``; it must exist."""
     root = root or os.environ.get("BILP_DATA")
     if not root:
-        raise BiLPError("no data root: pass --data-root DIR or `export BILP_DATA=DIR`; "
-                        f"`{LAYOUT_TOOL}` writes the MNIST and CIFAR-10 layouts there")
+        raise BiLPError("no data root: pass --data-root DIR or `export BILP_DATA=DIR`, a folder of torchvision "
+                        f"layouts (MNIST/raw/, cifar-10-batches-py/, ...; {DATA_DOC} says how to make one)")
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise BiLPError(f"data root {path} is not a folder: pass an existing --data-root DIR (or BILP_DATA); "
-                        f"`{LAYOUT_TOOL}` writes the MNIST and CIFAR-10 layouts")
+        raise BiLPError(f"data root {path} is not a folder: pass an existing --data-root DIR (or BILP_DATA) "
+                        f"holding torchvision layouts ({DATA_DOC})")
     return path
 
 
@@ -145,7 +117,7 @@ def _cifar10(root: Path, train: bool) -> tuple[torch.Tensor, np.ndarray]:
     folder = root / "cifar-10-batches-py"
     files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     _require(folder, files,
-             f"run `{LAYOUT_TOOL}` with DIR={root}, or extract cifar-10-python.tar.gz into {root}")
+             f"extract the official cifar-10-python.tar.gz into {root} ({DATA_DOC})")
     pixels, labels = [], []
     for file in files:
         with open(folder / file, "rb") as f:
@@ -186,7 +158,7 @@ def _torchvision(make: Callable[[], Any], root: Path) -> Any:
         raise BiLPError(f"reading the files under {root} needs {package}: `pip install {package}`") from None
 
 
-_MNIST_FIX = "run `" + LAYOUT_TOOL + "` with DIR={root}, or gunzip the MNIST idx files into {root}/MNIST/raw/"
+_MNIST_FIX = "gunzip the four official MNIST idx files into {root}/MNIST/raw/ (" + DATA_DOC + ")"
 _FASHION_FIX = ("gunzip the Fashion-MNIST idx files (`apt-get install dataset-fashion-mnist` puts them in "
                 "/usr/share/datasets/fashion-mnist) into {root}/FashionMNIST/raw/")
 _LOADERS: dict[str, Callable[..., tuple[torch.Tensor, Any]]] = {

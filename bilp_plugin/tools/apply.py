@@ -9,6 +9,7 @@ patched tree in one ``git read-tree -m -u``. The checkout's state is read from i
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ import git
 import gitdb
 
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.manager import adapter_entry_points
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -202,8 +204,31 @@ def status_row(manifest: Manifest, upstream: str | Path | None = None) -> dict[s
     return row
 
 
-def manifests(adapters_dir: Path) -> list[Manifest]:
-    return [Manifest.load(d) for d in sorted(adapters_dir.iterdir()) if (d / "manifest.toml").is_file()]
+def adapter_folder(name: str) -> Path | None:
+    """The folder of the installed adapter ``name`` (where its ``bilp.adapters`` module lives), or ``None``."""
+    module = adapter_entry_points().get(name)
+    spec = importlib.util.find_spec(module) if module else None
+    return Path(spec.origin).parent if spec is not None and spec.origin else None
+
+
+def manifests() -> list[Manifest]:
+    """The manifest of every installed adapter that has one (the built-in host's has none), by name."""
+    folders = [adapter_folder(name) for name in adapter_entry_points()]
+    return [Manifest.load(d) for d in folders if d is not None and (d / "manifest.toml").is_file()]
+
+
+def find_manifest(adapter: str) -> Manifest:
+    """The manifest of ``adapter``: an adapter folder (``adapters/dc``), or an adapter's name (``dc``), from any
+    working folder."""
+    path = Path(adapter)
+    if (path / "manifest.toml").is_file():
+        return Manifest.load(path)
+    folder = adapter_folder(path.name)
+    if folder is not None and (folder / "manifest.toml").is_file():
+        return Manifest.load(folder)
+    names = ", ".join(m.name for m in manifests())
+    raise BiLPError(f"{adapter} is neither an adapter folder with a manifest.toml nor an adapter name: use one of "
+                    f"{names} (or their folders, e.g. adapters/dc)")
 
 
 def export_patched(manifest: Manifest, dest: str | Path, upto: int | None = None) -> Path:

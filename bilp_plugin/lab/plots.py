@@ -14,12 +14,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bilp_plugin import preemptive
+from bilp_plugin.method import level1
 from bilp_plugin.config import STRATA
 from bilp_plugin.errors import BiLPError
 
 if TYPE_CHECKING:
-    from bilp_plugin.report import Run
+    from bilp_plugin.runtime.record import Run
 
 MAX_CLASSES = 10
 LOSS_AXIS = "empirical loss (cross-entropy, nats)"
@@ -38,15 +38,13 @@ def _save(fig: Any, out: Path, name: str) -> str:
 
 def score_histograms(runs: list[Run], out: Path) -> list[str]:
     """Per class: histogram of all scores, of the kept ones, and the kept threshold (largest kept score)."""
-    from bilp_plugin.report import load_scores
-
     lines: list[str] = []
     seen: set[tuple[Any, ...]] = set()
     for run in runs:
         if run.bilp.get("criterion") != "loss" or run.kept is None:
             continue
         key = ((run.level1 or {}).get("scores_sha256"), run.bilp.get("alpha"))
-        score_file = load_scores(run) if key not in seen else None
+        score_file = run.scores() if key not in seen else None
         if score_file is None:
             continue
         seen.add(key)
@@ -128,11 +126,9 @@ def _is_baseline(run: Run) -> bool:
 
 def diversity(runs: list[Run], out: Path) -> list[str]:
     """Intra/inter-class variance ratio of the pixels of each loss stratum (Fig. 4), per score file."""
-    from bilp_plugin.report import load_scores
-
     reasons: list[str] = []
     for run in runs:
-        score_file = load_scores(run)
+        score_file = run.scores()
         if score_file is None or score_file.labels is None:
             continue
         try:
@@ -140,9 +136,9 @@ def diversity(runs: list[Run], out: Path) -> list[str]:
         except BiLPError as err:
             reasons.append(str(err))
             continue
-        parts = preemptive.strata(score_file.scores, score_file.labels)
-        ratios = [preemptive.diversity_ratio(images[idx], score_file.labels[idx]) for idx in parts]
-        whole = preemptive.diversity_ratio(images, score_file.labels)
+        parts = level1.strata(score_file.scores, score_file.labels)
+        ratios = [level1.diversity_ratio(images[idx], score_file.labels[idx]) for idx in parts]
+        whole = level1.diversity_ratio(images, score_file.labels)
         fig, ax = plt.subplots(figsize=(6, 3.4))
         ks = range(1, len(ratios) + 1)
         ax.bar(ks, ratios, color="tab:green")
@@ -166,7 +162,7 @@ def diversity(runs: list[Run], out: Path) -> list[str]:
 def _dataset_images(run: Run, score_file: Any) -> np.ndarray:
     import os
 
-    from bilp_plugin.datasets import canonical_name, load_dataset
+    from bilp_plugin.lab.datasets import canonical_name, load_dataset
 
     args = run.config.get("upstream_args", {})
     name = score_file.meta.get("dataset") or args.get("dataset")

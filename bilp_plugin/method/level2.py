@@ -20,7 +20,7 @@ import torch
 from bilp_plugin import hookimpl
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.step import MatchStep
+from bilp_plugin.method.matchstep import MatchStep
 
 if TYPE_CHECKING:
     from bilp_plugin.manager import PluginManager

@@ -1,6 +1,6 @@
 """Run an upstream script reproducibly, without editing it.
 
-    python -m bilp_plugin.launch --seed 0 --fake-clock -- main.py --dataset MNIST --ipc 1 ...
+    bilp launch --seed 0 --fake-clock main.py -- --dataset MNIST --ipc 1 ...
 
 The upstreams reseed torch from the wall clock whenever they build a network and draw augmentation seeds from
 ``time.time()``; they never seed numpy. This launcher seeds ``random``, numpy and torch, optionally replaces
@@ -13,7 +13,6 @@ bit-identical runs on the same machine.
 
 from __future__ import annotations
 
-import argparse
 import random
 import runpy
 import sys
@@ -44,7 +43,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def skip_cifar_integrity() -> None:
+def disable_cifar_md5() -> None:
     import torchvision.datasets.cifar as cifar
 
     cifar.check_integrity = lambda *a, **k: True  # type: ignore[assignment]
@@ -75,43 +74,27 @@ class CudaToCpu(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def cuda_to_cpu() -> None:
+def redirect_cuda_to_cpu() -> None:
     """Redirect CUDA to the CPU for the rest of the process (only where no GPU is present)."""
     if torch.cuda.is_available():
         return
     CudaToCpu().__enter__()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bilp_plugin.launch", description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=0, help="seed of random, numpy and torch")
-    p.add_argument("--fake-clock", action="store_true", help="time.time advances 1 ms per call from a fixed start")
-    p.add_argument("--skip-cifar-integrity", action="store_true", help="skip torchvision's CIFAR md5 check")
-    p.add_argument("--cuda-to-cpu", action="store_true",
-                   help="without a GPU, run code that hard-codes CUDA on the CPU (no effect when a GPU is present)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (same value: same sums)")
-    p.add_argument("script", help="the upstream script")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments (after --)")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    a = build_parser().parse_args(argv)
-    script = Path(a.script).resolve()
-    args = a.args[1:] if a.args[:1] == ["--"] else a.args
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    if a.skip_cifar_integrity:
-        skip_cifar_integrity()
-    if a.cuda_to_cpu:
-        cuda_to_cpu()
-    seed_everything(a.seed)
-    if a.fake_clock:
+def run_script(script: str | Path, args: Sequence[str], *, seed: int = 0, fake_clock: bool = False,
+               skip_cifar_integrity: bool = False, cuda_to_cpu: bool = False, threads: int | None = None) -> None:
+    """Run ``script`` as ``__main__`` with ``args``, after the settings above (its folder first on ``sys.path``,
+    the current folder unchanged)."""
+    script = Path(script).resolve()
+    if threads:
+        torch.set_num_threads(threads)
+    if skip_cifar_integrity:
+        disable_cifar_md5()
+    if cuda_to_cpu:
+        redirect_cuda_to_cpu()
+    seed_everything(seed)
+    if fake_clock:
         time.time = FakeClock()  # type: ignore[assignment]
     sys.path.insert(0, str(script.parent))
     sys.argv = [str(script), *args]
     runpy.run_path(str(script), run_name="__main__")
-
-
-if __name__ == "__main__":
-    main()

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bilp_plugin import runs
+from bilp_plugin.lab import hosts
 from bilp_plugin.config import check_ratio
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.logs import say
@@ -29,13 +29,6 @@ CRITERIA = ("loss", "random")
 FIXED = ("method", "dataset", "ipc", "iterations", "batch_real", "width", "eval_models", "eval_epochs", "scores",
          "score_epochs")
 """The settings every point of one sweep shares (``sweep.json``)."""
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    runs.add_host_flags(p, iterations=100, seeds="0,1,2")
-    p.add_argument("--alphas", default="0.3,0.5,0.7,0.9", help="comma-separated level-1 pruning rates")
-    p.add_argument("--criteria", default="loss,random", help="comma-separated: loss, random")
-    p.add_argument("--out", default="bilp_sweep", help="sweep folder (reused: finished points are kept)")
 
 
 def _alphas(text: str) -> list[float]:
@@ -58,10 +51,10 @@ def _criteria(text: str) -> list[str]:
     return values
 
 
-def points(alphas: list[float], seeds: list[int], criteria: list[str]) -> list[runs.Point]:
+def points(alphas: list[float], seeds: list[int], criteria: list[str]) -> list[hosts.Point]:
     """Baseline per seed, then each alpha (ascending), criterion and seed."""
-    base = [runs.Point(f"baseline-s{s}", seed=s) for s in seeds]
-    return base + [runs.Point(f"{c}-a{a:g}-s{s}", criterion=c, alpha=a, seed=s)
+    base = [hosts.Point(f"baseline-s{s}", seed=s) for s in seeds]
+    return base + [hosts.Point(f"{c}-a{a:g}-s{s}", criterion=c, alpha=a, seed=s)
                    for a in alphas for c in criteria for s in seeds]
 
 
@@ -80,7 +73,7 @@ def check_settings(out: Path, args: argparse.Namespace, host: str) -> None:
         file.write_text(json.dumps(settings, indent=1))
 
 
-def run_point(host: runs.Host, point: runs.Point, out: Path, scores: Path) -> dict[str, Any]:
+def run_point(host: hosts.Host, point: hosts.Point, out: Path, scores: Path) -> dict[str, Any]:
     """The point's stored result, or run it (an unfinished run folder is cleared first) and store it."""
     stored = out / "points" / f"{point.name}.json"
     if stored.is_file():
@@ -108,18 +101,19 @@ def max_alpha(base: dict[str, Any], by_alpha: dict[float, dict[str, Any]]) -> fl
     return max((a for a, s in by_alpha.items() if within(base, s)), default=0.0)
 
 
-def sweep_command(args: argparse.Namespace) -> int:
-    alphas, seeds, criteria = _alphas(args.alphas), runs.parse_seeds(args.seeds), _criteria(args.criteria)
+def run(args: argparse.Namespace) -> int:
+    """The sweep of the module docstring, for ``bilp sweep``'s parsed options."""
+    alphas, seeds, criteria = _alphas(args.alphas), hosts.parse_seeds(args.seeds), _criteria(args.criteria)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    host = runs.make_host(args, out)
+    host = hosts.make_host(args, out)
     check_settings(out, args, host.name)
-    scores = runs.score_file(args, out)
+    scores = hosts.score_file(args, out)
     todo = points(alphas, seeds, criteria)
     results = dict(zip((p.name for p in todo),
-                       runs.in_parallel(run_point, [(host, p, out, scores) for p in todo], args.jobs)))
-    base = runs.summary([results[f"baseline-s{s}"] for s in seeds])
-    table = {c: {a: runs.summary([results[f"{c}-a{a:g}-s{s}"] for s in seeds]) for a in alphas}
+                       hosts.in_parallel(run_point, [(host, p, out, scores) for p in todo], args.jobs)))
+    base = hosts.summary([results[f"baseline-s{s}"] for s in seeds])
+    table = {c: {a: hosts.summary([results[f"{c}-a{a:g}-s{s}"] for s in seeds]) for a in alphas}
              for c in criteria}
     best = {c: max_alpha(base, table[c]) for c in criteria}
     markdown = sweep_markdown(args, base, table, best, seeds)

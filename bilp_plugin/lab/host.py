@@ -3,7 +3,7 @@ through exactly the facade a patched upstream calls (``runtime.prune_real``, ``r
 the ``builtin`` adapter (``adapters/builtin/plugin.py``) answering ``meta_grad``. It is the reference host of the
 tests and the default host of ``bilp demo`` and ``bilp sweep``; it is not a second implementation of BiLP::
 
-    python -m bilp_plugin.host --method DM --ipc 10 --iterations 100 \\
+    python -m bilp_plugin.lab.host --method DM --ipc 10 --iterations 100 \\
         --bilp --bilp-alpha 0.3 --bilp-beta 0.2 --bilp-scores scores.npz --bilp-out runs/dm
 
 The loops follow DatasetCondensation's ``main.py`` / ``main_DM.py`` (ConvNet with instance norm, a fresh random
@@ -17,30 +17,30 @@ augmentation) and tests them on the test split. With ``--bilp-out DIR`` the resu
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bilp_plugin import ite, runtime
-from bilp_plugin.datasets import RealSet, load_dataset
+from bilp_plugin import runtime
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.models import ConvNet
+from bilp_plugin.lab.datasets import load_dataset
+from bilp_plugin.method import ite
+from bilp_plugin.method.convnet import ConvNet
+from bilp_plugin.method.realset import RealSet
+from bilp_plugin.runtime.record import write_result
 
 UPSTREAM = "builtin"
 METHODS = ("DC", "DM")
 LR_IMG = {"DC": 0.1, "DM": 1.0}  # DatasetCondensation's defaults
-RESULT = "result.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bilp_plugin.host", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bilp_plugin.lab.host", description=__doc__.splitlines()[0])
     p.add_argument("--method", choices=METHODS, default="DM")
     p.add_argument("--dataset", default="digits", help="digits, or a dataset read from --data-root")
     p.add_argument("--data-root", dest="data_root", default=None)
@@ -239,13 +239,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "eval": {"models": args.eval_models, "epochs": args.eval_epochs, "model": f"convnet-{args.depth}x{args.width}"},
     }
     if record is not None:
-        write_result(record / RESULT, result)
+        write_result(record, result)
     return result
-
-
-def write_result(path: Path, result: dict[str, Any]) -> None:
-    """``result.json``: the accuracy of a run, beside its record (``bilp report`` reads ``accuracy``)."""
-    path.write_text(json.dumps(result, indent=1))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

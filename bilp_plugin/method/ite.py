@@ -1,4 +1,4 @@
-"""Causal effect (ITE) of each real sample on the meta gradient of the synthetic data (METHOD.md, level 2).
+"""Causal effect (ITE) of each real sample on the meta gradient of the synthetic data (``docs/method.md``, level 2).
 
 Every upstream's meta loss factors as ``L(h(S), G)``: ``S`` the synthetic data, ``h`` a differentiable synthetic
 statistic (the synthetic gradient for gradient matching, the mean synthetic embedding for distribution matching),

@@ -1,0 +1,29 @@
+"""``bilp demo``: score, prune, distill with and without BiLP, evaluate, compare, report
+(:mod:`bilp_plugin.lab.demo`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from bilp_plugin.commands.flags import add_host_flags
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("demo", help="score, prune, distill with and without BiLP, evaluate, compare, report",
+                       description="Score, prune and distill with and without BiLP, evaluate and compare: baseline, "
+                                   "level 1, levels 1+2 and a random subset of equal size (docs/demo.md).")
+    add_host_flags(p, iterations=100, seeds="0,1,2")
+    p.add_argument("--alpha", type=float, default=0.5, help="level-1 pruning rate (share of each class pruned)")
+    p.add_argument("--beta", type=float, default=0.2, help="level-2 pruning rate (share of each real batch)")
+    p.add_argument("--strata", action=argparse.BooleanOptionalAction, default=True,
+                   help="also distill from each loss decile S1..S10 (Fig. 3), at the first seed")
+    p.add_argument("--out", default="bilp_demo", help="output folder")
+    p.add_argument("--force", action="store_true", help="replace an existing demo folder")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from bilp_plugin.lab import demo
+
+    return demo.run(args)

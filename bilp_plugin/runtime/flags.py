@@ -1,0 +1,64 @@
+"""The ``--bilp`` flags a patched upstream adds to its own parser (``runtime.add_arguments``), and the
+:class:`~bilp_plugin.config.BiLPConfig` they fill."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bilp_plugin.config import (CRITERIA, ITE_METHODS, SIDES, STATS, BiLPConfig, check_ratio, check_stratum)
+from bilp_plugin.errors import BiLPError
+
+
+def _typed(convert: Any, check: Any = None) -> Any:
+    """An argparse type that turns a BiLPError into argparse's own 'invalid value' message (exit status 2)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+            return check(value) if check else value
+        except (ValueError, BiLPError) as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse
+
+
+FLAG_FIELDS: tuple[str, ...] = ("alpha", "criterion", "stratum", "scores", "score_epochs", "beta", "side", "eta",
+                               "interval", "stats", "ite", "min_keep", "seed", "out")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--bilp`` and its ``--bilp-*`` flags to an upstream's parser. All values are plain JSON types."""
+    d = BiLPConfig()
+    g = parser.add_argument_group("BiLP (bi-level data pruning)")
+    g.add_argument("--bilp", action="store_true", help="enable BiLP; without it nothing changes")
+    g.add_argument("--bilp-alpha", type=_typed(float, lambda v: check_ratio("--bilp-alpha", v)), default=d.alpha,
+                   help="level 1: share of each class pruned before distillation, largest loss first [0, 1)")
+    g.add_argument("--bilp-criterion", choices=CRITERIA, default=d.criterion,
+                   help="level 1: loss (keep lowest loss per class), random (same counts), stratum (one decile)")
+    g.add_argument("--bilp-stratum", type=_typed(int, check_stratum), default=None,
+                   help="with --bilp-criterion stratum: keep decile K of the loss order (S1 = largest loss)")
+    g.add_argument("--bilp-scores", type=str, default=None,
+                   help="score file (.npz from `bilp score`, or the authors' JSON list); default: score on the fly")
+    g.add_argument("--bilp-score-epochs", type=int, default=d.score_epochs,
+                   help="epochs of empirical-loss training when scoring on the fly")
+    g.add_argument("--bilp-beta", type=_typed(float, lambda v: check_ratio("--bilp-beta", v)), default=d.beta,
+                   help="level 2: share of each real batch pruned by ITE during distillation [0, 1); 0 = off")
+    g.add_argument("--bilp-side", choices=SIDES, default=d.side,
+                   help="level 2: prune both tails of the ITE distribution, or only small / only large")
+    g.add_argument("--bilp-eta", type=float, default=d.eta, help="level 2: momentum of the running ITE statistics")
+    g.add_argument("--bilp-interval", type=int, default=d.interval,
+                   help="level 2: re-select every k draws of a class, reuse the kept batch in between")
+    g.add_argument("--bilp-stats", choices=STATS, default=d.stats,
+                   help="level 2: one running ITE statistic for all classes, or one per class")
+    g.add_argument("--bilp-ite", choices=ITE_METHODS, default=d.ite,
+                   help="level 2: exact (factored) ITE, or the paper's Taylor approximation (mean or sum form)")
+    g.add_argument("--bilp-min-keep", type=int, default=d.min_keep, help="level 2: never keep fewer rows")
+    g.add_argument("--bilp-seed", type=int, default=d.seed, help="seed of BiLP's own generators")
+    g.add_argument("--bilp-out", type=str, default=None, help="run-record folder (default: bilp_runs/<time>)")
+
+
+def from_args(args: argparse.Namespace | Any) -> BiLPConfig:
+    """The :class:`BiLPConfig` of a parsed upstream namespace (``args.bilp_*``)."""
+    return BiLPConfig(**{name: getattr(args, f"bilp_{name}") for name in FLAG_FIELDS})

@@ -1,0 +1,1 @@
+"""Tools around the upstreams: ``bilp-apply`` (patch series), the reproducible launcher, data layouts."""
