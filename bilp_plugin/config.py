@@ -13,10 +13,12 @@ Criterion = Literal["loss", "random", "stratum"]
 Side = Literal["both", "small", "large"]
 IteMethod = Literal["exact", "taylor", "taylor-sum"]
 Stats = Literal["global", "class"]
+Rule = Literal["relative", "paper"]
 CRITERIA: tuple[str, ...] = ("loss", "random", "stratum")
 SIDES: tuple[str, ...] = ("both", "small", "large")
 ITE_METHODS: tuple[str, ...] = ("exact", "taylor", "taylor-sum")
 STATS: tuple[str, ...] = ("global", "class")
+RULES: tuple[str, ...] = ("relative", "paper")
 STRATA = 10
 
 
@@ -67,6 +69,7 @@ class BiLPConfig:
     score_epochs: int = 10
     beta: float = 0.0
     side: Side = "both"
+    rule: Rule = "relative"
     eta: float = 0.1
     interval: int = 10
     stats: Stats = "global"
@@ -88,6 +91,8 @@ class BiLPConfig:
             raise BiLPError(f"--bilp-side must be one of {', '.join(SIDES)}, got {self.side!r}")
         if self.ite not in ITE_METHODS:
             raise BiLPError(f"--bilp-ite must be one of {', '.join(ITE_METHODS)}, got {self.ite!r}")
+        if self.rule not in RULES:
+            raise BiLPError(f"--bilp-rule must be one of {', '.join(RULES)}, got {self.rule!r}")
         if self.stats not in STATS:
             raise BiLPError(f"--bilp-stats must be one of {', '.join(STATS)}, got {self.stats!r}")
         if not 0.0 < self.eta <= 1.0:

@@ -84,11 +84,12 @@ def filter_batch(norms: torch.Tensor, cls: int, state: SelectionState, config: B
 
     :param norms: ``||ITE(x)||`` of the ``B`` rows of the batch, 1-D, on any device.
     :param cls: the class of the batch.
-    :param state: the selector's state across calls (running statistics); the implementation may update it.
-    :param config: the run's configuration (``beta``, ``side``, ``eta``, ``stats``, ``min_keep``).
+    :param state: the selector's state across calls (running statistics, tracked thresholds); the
+        implementation may update it.
+    :param config: the run's configuration (``beta``, ``side``, ``rule``, ``eta``, ``stats``, ``min_keep``).
     :return: a :class:`~bilp_plugin.method.level2.Selection` whose ``keep`` is a boolean mask of length ``B``
-        with at least one ``True``, or ``None`` to defer. Built-in: the paper's two-sided normal-quantile rule on
-        running ITE statistics (Eq. 8, ``docs/method.md``).
+        with at least one ``True``, or ``None`` to defer. Built-in: the rule ``config.rule`` names on running
+        ITE statistics: ``relative`` (default) or the paper's literal Eq. 8 rule (``docs/method.md``).
     """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from statistics import NormalDist
 
 import pytest
@@ -15,11 +16,12 @@ from bilp_plugin.manager import PluginManager
 from bilp_plugin.method.matchstep import MatchStep
 
 
+@pytest.mark.parametrize("rule", ["relative", "paper"])
 @pytest.mark.parametrize("beta", [0.1, 0.2, 0.5])
 @pytest.mark.parametrize("side", ["both", "small", "large"])
-def test_keeps_one_minus_beta_of_normal_samples(beta: float, side: str) -> None:
+def test_keeps_one_minus_beta_of_normal_samples(beta: float, side: str, rule: str) -> None:
     g = torch.Generator().manual_seed(0)
-    config = BiLPConfig(beta=beta, side=side)
+    config = BiLPConfig(beta=beta, side=side, rule=rule)
     state = level2.SelectionState(config.eta)
     kept = total = 0
     for _ in range(400):
@@ -54,6 +56,64 @@ def test_per_class_statistics_are_separate() -> None:
     assert state.for_class(1).mean is None
     shared = level2.SelectionState(0.1)
     assert shared.for_class(0) is shared.for_class(5)
+
+
+def scale_jump_stream(seed: int = 0, batches: int = 300, batch: int = 32) -> list[tuple[int, torch.Tensor]]:
+    """(class, ITE norms) per selection, as an upstream that draws a fresh network every 10 selections produces:
+    lognormal rows within a batch (log-std 0.3, the spread measured in the upstreams), every network scaling all
+    norms by 10 or by 1/10 in turn, 10 classes a factor 1.3 apart, the class cycling per selection."""
+    g = torch.Generator().manual_seed(seed)
+    stream = []
+    for i in range(batches):
+        cls = i % 10
+        network_scale = 10.0 ** ((i // 10) % 2)
+        log_norms = 0.3 * torch.randn(batch, generator=g, dtype=torch.float64) + math.log(1.3) * cls
+        stream.append((cls, network_scale * log_norms.exp()))
+    return stream
+
+
+def kept_share(stream: list[tuple[int, torch.Tensor]], config: BiLPConfig) -> float:
+    state = level2.SelectionState(config.eta, per_class=config.stats == "class")
+    kept = sum(int(level2.filter_batch(norms, cls, state, config).keep.sum()) for cls, norms in stream)
+    return kept / sum(len(norms) for _, norms in stream)
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.2, 0.4])
+@pytest.mark.parametrize("side", ["both", "small", "large"])
+def test_the_default_rule_keeps_one_minus_beta_through_tenfold_scale_jumps(beta: float, side: str) -> None:
+    for seed in range(3):
+        share = kept_share(scale_jump_stream(seed), BiLPConfig(beta=beta, side=side))
+        assert abs(share - (1 - beta)) <= 0.03, f"seed {seed}: kept {share:.3f}, target {1 - beta:.2f}"
+
+
+def test_the_paper_rule_loses_rows_through_the_same_jumps() -> None:
+    """What the default rule fixes: Eq. 8 on the raw norms lags every jump and prunes far more than beta."""
+    share = kept_share(scale_jump_stream(), BiLPConfig(beta=0.2, rule="paper"))
+    assert share < 0.8 - 0.1
+
+
+def test_the_relative_rule_ignores_a_scale_common_to_the_batch() -> None:
+    g = torch.Generator().manual_seed(1)
+    norms = (0.3 * torch.randn(64, generator=g, dtype=torch.float64)).exp()
+    masks = []
+    for scale in (1.0, 1000.0):
+        state = level2.SelectionState(0.1)
+        masks.append(level2.filter_batch(scale * norms, 0, state, BiLPConfig(beta=0.2)).keep)
+    assert torch.equal(masks[0], masks[1]) and 0 < int(masks[0].sum()) < 64
+
+
+def test_the_relative_rule_records_its_keep_interval_in_norm_units() -> None:
+    norms = torch.tensor([1.0, 2.0, 3.0, 4.0, 100.0], dtype=torch.float64)
+    selection = level2.filter_batch(norms, 0, level2.SelectionState(0.1), BiLPConfig(beta=0.4))
+    assert selection.mu == pytest.approx(3.0)  # the batch's median norm
+    kept = norms[selection.keep]
+    assert bool((kept > selection.low).all() and (kept < selection.high).all())
+    assert not selection.keep[-1]  # 100 lies above the interval
+
+
+def test_equal_norms_keep_the_whole_batch() -> None:
+    selection = level2.filter_batch(torch.ones(8), 0, level2.SelectionState(0.1), BiLPConfig(beta=0.4))
+    assert bool(selection.keep.all())
 
 
 def test_never_empty_keeps_nearest_to_mean() -> None:

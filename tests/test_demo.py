@@ -95,6 +95,19 @@ def test_host_levels_1_and_2_go_through_the_facade(digits: tuple, tmp_path: Path
     assert on_disk["accuracy"] == result["accuracy"] and 0 <= on_disk["accuracy_mean"] <= 1
 
 
+@pytest.mark.parametrize("method", ["DM", "DC"])
+def test_host_level2_keeps_one_minus_beta_of_the_real_rows(method: str, tmp_path: Path) -> None:
+    """The default rule keeps 1 - beta of the rows of a whole run (within 3 points), a fresh network every
+    iteration: 30 iterations, a selection at every draw (300 selections of 32 rows), a ConvNet of width 16."""
+    args = host.parse(["--method", method, "--ipc", "1", "--iterations", "30", "--width", "16", "--batch-real", "32",
+                       "--eval-models", "1", "--eval-epochs", "1", "--threads", "1", "--bilp", "--bilp-beta", "0.2",
+                       "--bilp-interval", "1", "--bilp-out", str(tmp_path / "run")])
+    host.run(args)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["rule"] == "relative" and summary["selections"] == 300 and summary["rows"] == 300 * 32
+    assert abs(summary["kept_rows"] / summary["rows"] - 0.8) <= 0.03, summary
+
+
 def test_demo_writes_table_records_and_report_and_never_overwrites(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"

@@ -174,27 +174,27 @@ def _dataset_images(run: Run, score_file: Any) -> np.ndarray:
 
 
 def level2(runs: list[Run], out: Path) -> list[str]:
-    """Per run with level 2: kept share of each selected batch and the running ITE statistics, per iteration."""
+    """Per run with level 2: kept share of each selected batch, and the centre of the rule (the running mean for
+    ``paper``, the batch's median for ``relative``) with its keep interval, per iteration."""
     chosen = [r for r in runs if r.level2]
     if not chosen:
         raise Skip("no run selected with level 2 (`--bilp-beta` > 0 writes level2.jsonl)")
     fig, (keep_ax, stat_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
     for i, run in enumerate(chosen):
         color = f"C{i % 10}"
-        x, keep, mu, sigma, low, high = _level2_series(run.level2)
+        x, keep, mu, _, low, high = _level2_series(run.level2)
+        rule = run.bilp.get("rule", "paper")
         keep_ax.plot(x, keep, color=color, marker=".", linewidth=1, label=run.name)
-        stat_ax.plot(x, mu, color=color, marker="." if len(x) < 20 else None, label=f"{run.name} mu")
-        stat_ax.fill_between(x, mu - sigma, mu + sigma, color=color, alpha=0.2)
-        if i == 0:
-            stat_ax.plot(x, low, color=color, linestyle=":", linewidth=1, label="keep interval")
-            stat_ax.plot(x, high, color=color, linestyle=":", linewidth=1)
+        stat_ax.plot(x, mu, color=color, marker="." if len(x) < 20 else None, label=f"{run.name} ({rule}) centre")
+        stat_ax.fill_between(x, np.nan_to_num(low, neginf=0.0), np.minimum(high, np.nanmax(mu) * 10), color=color,
+                             alpha=0.15, label="keep interval" if i == 0 else None)
     beta = float(chosen[0].bilp.get("beta") or 0.0)
     keep_ax.axhline(100 * (1 - beta), color="0.4", linestyle="--", label=f"target 1 - beta = {1 - beta:g}")
     xlabel = "distillation iteration" if chosen[0].level2[0].get("iteration") is not None else "selection"
     keep_ax.set(xlabel=xlabel, ylabel="kept share of the real batch (%)",
                 title="Level 2: kept share (mean over classes)")
     stat_ax.set(xlabel=xlabel, ylabel="||ITE(x)||_2 (meta-gradient norm)",
-                title="Running ITE mean ± std, keep interval")
+                title="ITE centre and keep interval (last selection)")
     keep_ax.legend(fontsize=7)
     stat_ax.legend(fontsize=7)
     name = _save(fig, out, "level2.png")

@@ -1,9 +1,19 @@
-"""Level 2 selection: running ITE statistics (Eq. 8), the normal-quantile keep rule, lazy re-selection.
+"""Level 2 selection: the keep rules on running ITE statistics, and lazy re-selection.
 
-The built-in ``filter_batch`` updates the running mean and variance of the ITE norms with the batch, then keeps
-``x`` when ``z_{beta/2} < ||ITE(x)|| < z_{1-beta/2}`` for ``z ~ N(mu, sigma^2)`` (``side="both"``), or prunes
-only one tail at rate ``beta`` (``small``: keep ``> z_beta``; ``large``: keep ``< z_{1-beta}``). A batch is never
-emptied: when fewer than ``min_keep`` rows pass, the ``min_keep`` rows nearest to ``mu`` are kept.
+Two rules (``--bilp-rule``), each pruning both tails at rate ``beta`` (``side="both"``: ``beta/2`` each), or only
+the small (``side="small"``) or only the large (``side="large"``) tail at rate ``beta``:
+
+* ``relative`` (the default): each row's *relative ITE* ``v = log ||ITE(x)|| - median over the batch of
+  log ||ITE||`` (so a class or a freshly drawn network that scales every ITE of a batch moves nothing); one pair of
+  running thresholds per statistics key, initialised at the normal quantiles of the first batch (Eq. 8
+  statistics of ``v``), then tracked as running quantiles: at every selection each threshold ``q`` moves by
+  ``GAIN * sigma * (p - share of the batch's v below q)``, ``sigma`` the Eq. 8 running std of ``v`` and ``p`` its
+  target tail probability. Rows with ``low < v < high`` are kept.
+* ``paper``: the paper's literal rule: Eq. 8 running mean and variance of the norms themselves, and the keep
+  interval ``z_{beta/2} < ||ITE(x)|| < z_{1-beta/2}`` of ``z ~ N(mu, sigma^2)``.
+
+Why the default is not the paper's: docs/method.md ("Level 2 keep rate"). A batch is never emptied: when fewer than
+``min_keep`` rows pass, the ``min_keep`` rows nearest to the running mean are kept.
 """
 
 from __future__ import annotations
@@ -27,18 +37,21 @@ if TYPE_CHECKING:
 
 GLOBAL = -1
 """The statistics key of the global (all classes) running statistics."""
+GAIN = 0.5
+"""Step of the tracked thresholds of the ``relative`` rule, in running standard deviations of ``v``."""
 
 
 @dataclass
 class RunningStats:
-    """Exponential moving mean and variance of ITE norms, initialised from the first batch (Eq. 8)."""
+    """Exponential moving mean and variance of a batch statistic (ITE norms, or relative ITEs), initialised from the
+    first batch; unbiased batch variance (Eq. 8)."""
 
     eta: float
     mean: float | None = None
     var: float | None = None
 
-    def update(self, norms: torch.Tensor) -> None:
-        values = norms.detach().double()
+    def update(self, values: torch.Tensor) -> None:
+        values = values.detach().double()
         batch_mean = float(values.mean())
         batch_var = float(values.var(unbiased=True)) if values.numel() > 1 else 0.0
         if self.mean is None or self.var is None:
@@ -54,14 +67,19 @@ class RunningStats:
 
 @dataclass
 class SelectionState:
-    """The selector's memory across calls: running statistics per key (``GLOBAL`` or a class)."""
+    """The selector's memory across calls, per key (``GLOBAL``, or a class with per-class statistics): running
+    statistics, and the ``relative`` rule's tracked thresholds."""
 
     eta: float
     per_class: bool = False
     stats: dict[int, RunningStats] = field(default_factory=dict)
+    tracked: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+    def key(self, cls: int) -> int:
+        return cls if self.per_class else GLOBAL
 
     def for_class(self, cls: int) -> RunningStats:
-        key = cls if self.per_class else GLOBAL
+        key = self.key(cls)
         if key not in self.stats:
             self.stats[key] = RunningStats(self.eta)
         return self.stats[key]
@@ -69,7 +87,9 @@ class SelectionState:
 
 @dataclass
 class Selection:
-    """What ``filter_batch`` returns: the keep mask, and (optionally) the numbers behind it for the record."""
+    """What ``filter_batch`` returns: the keep mask, and (optionally) the numbers behind it for the record: the
+    statistics the rule used (``mu``, ``sigma``: of the norms for ``paper``; for ``relative``, ``mu`` is the
+    batch's median ITE norm and ``sigma`` the running std of ``v``) and the keep interval in ITE-norm units."""
 
     keep: torch.Tensor
     mu: float = float("nan")
@@ -78,37 +98,87 @@ class Selection:
     high: float = float("inf")
 
 
+def tails(beta: float, side: str) -> tuple[float | None, float | None]:
+    """The tail probabilities below the low and the high threshold (``None``: that side is not pruned)."""
+    if side == "both":
+        return beta / 2, 1 - beta / 2
+    if side == "small":
+        return beta, None
+    if side == "large":
+        return None, 1 - beta
+    raise ValueError(f"side must be both, small or large, got {side!r}")
+
+
 def thresholds(mu: float, sigma: float, beta: float, side: str) -> tuple[float, float]:
     """The keep interval ``(low, high)`` of ``N(mu, sigma^2)`` for pruning rate ``beta`` on ``side``."""
+    low_p, high_p = tails(beta, side)
     if beta <= 0 or not sigma > 0:
         return float("-inf"), float("inf")
     dist = NormalDist(mu, sigma)
-    if side == "both":
-        return dist.inv_cdf(beta / 2), dist.inv_cdf(1 - beta / 2)
-    if side == "small":
-        return dist.inv_cdf(beta), float("inf")
-    if side == "large":
-        return float("-inf"), dist.inv_cdf(1 - beta)
-    raise ValueError(f"side must be both, small or large, got {side!r}")
+    return (dist.inv_cdf(low_p) if low_p is not None else float("-inf"),
+            dist.inv_cdf(high_p) if high_p is not None else float("inf"))
+
+
+def _inside(values: torch.Tensor, low: float, high: float, centre: float, min_keep: int) -> torch.Tensor:
+    """``low < values < high``; never fewer than ``min_keep`` rows (those nearest to ``centre``)."""
+    keep = (values > low) & (values < high)
+    need = min(min_keep, values.numel())
+    if int(keep.sum()) < need:
+        nearest = torch.argsort((values - centre).abs(), stable=True)[:need]
+        keep = torch.zeros_like(keep)
+        keep[nearest] = True
+    return keep
 
 
 def quantile_keep(norms: torch.Tensor, mu: float, sigma: float, beta: float, side: str,
                   min_keep: int = 1) -> Selection:
-    """Keep rows inside the normal quantiles; never fewer than ``min_keep`` (those nearest to ``mu``)."""
+    """The ``paper`` rule's mask: rows inside the normal quantiles; never fewer than ``min_keep`` (those nearest to
+    ``mu``)."""
     low, high = thresholds(mu, sigma, beta, side)
-    values = norms.detach().double()
-    keep = (values > low) & (values < high)
-    need = min(min_keep, values.numel())
-    if int(keep.sum()) < need:
-        nearest = torch.argsort((values - mu).abs(), stable=True)[:need]
-        keep = torch.zeros_like(keep)
-        keep[nearest] = True
+    keep = _inside(norms.detach().double(), low, high, mu, min_keep)
     return Selection(keep=keep.to(norms.device), mu=mu, sigma=sigma, low=low, high=high)
+
+
+def relative_ite(norms: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``v = log ||ITE|| - median log ||ITE||`` over the batch (float64; zero norms count as the smallest positive
+    float), and that median."""
+    logs = norms.detach().double().clamp_min(torch.finfo(torch.float64).tiny).log()
+    centre = float(torch.quantile(logs, 0.5))
+    return logs - centre, centre
+
+
+def relative_keep(norms: torch.Tensor, cls: int, state: SelectionState, config: BiLPConfig) -> Selection:
+    """The ``relative`` rule's mask (module docstring); updates ``state``."""
+    v, centre = relative_ite(norms)
+    stats = state.for_class(cls)
+    stats.update(v)
+    assert stats.mean is not None
+    key, sigma = state.key(cls), stats.std
+    low_p, high_p = tails(config.beta, config.side)
+    if not sigma > 0:  # nothing tells the rows apart yet
+        return Selection(keep=torch.ones(len(norms), dtype=torch.bool, device=norms.device), mu=math.exp(centre),
+                         sigma=sigma)
+    if key not in state.tracked:
+        state.tracked[key] = thresholds(stats.mean, sigma, config.beta, config.side)
+    else:
+        low, high = state.tracked[key]
+        if low_p is not None:
+            low += GAIN * sigma * (low_p - float((v < low).double().mean()))
+        if high_p is not None:
+            high += GAIN * sigma * (high_p - float((v < high).double().mean()))
+        state.tracked[key] = (low, high)
+    low, high = state.tracked[key]
+    keep = _inside(v, low, high, stats.mean, config.min_keep)
+    return Selection(keep=keep.to(norms.device), mu=math.exp(centre), sigma=sigma,
+                     low=math.exp(centre + low) if math.isfinite(low) else 0.0,
+                     high=math.exp(centre + high) if math.isfinite(high) else float("inf"))
 
 
 @hookimpl(trylast=True)
 def filter_batch(norms: torch.Tensor, cls: int, state: SelectionState, config: BiLPConfig) -> Selection:
-    """Built-in: update the running statistics with this batch, then apply the quantile rule."""
+    """Built-in: update the running statistics with this batch, then apply ``config.rule``."""
+    if config.rule == "relative":
+        return relative_keep(norms, cls, state, config)
     stats = state.for_class(cls)
     stats.update(norms)
     assert stats.mean is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bilp_plugin.config import (CRITERIA, ITE_METHODS, SIDES, STATS, BiLPConfig, check_ratio, check_stratum)
+from bilp_plugin.config import CRITERIA, ITE_METHODS, RULES, SIDES, STATS, BiLPConfig, check_ratio, check_stratum
 from bilp_plugin.errors import BiLPError
 
 
@@ -24,8 +24,8 @@ def _typed(convert: Any, check: Any = None) -> Any:
     return parse
 
 
-FLAG_FIELDS: tuple[str, ...] = ("alpha", "criterion", "stratum", "scores", "score_epochs", "beta", "side", "eta",
-                               "interval", "stats", "ite", "min_keep", "seed", "out")
+FLAG_FIELDS: tuple[str, ...] = ("alpha", "criterion", "stratum", "scores", "score_epochs", "beta", "side", "rule",
+                               "eta", "interval", "stats", "ite", "min_keep", "seed", "out")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--bilp-eta", type=float, default=d.eta, help="level 2: momentum of the running ITE statistics")
     g.add_argument("--bilp-interval", type=int, default=d.interval,
                    help="level 2: re-select every k draws of a class, reuse the kept batch in between")
+    g.add_argument("--bilp-rule", choices=RULES, default=d.rule,
+                   help="level 2: relative (default: log ITE norm relative to its batch's median, running tracked "
+                        "quantiles; keeps 1 - beta) or paper (Eq. 8 on the norms, normal quantiles)")
     g.add_argument("--bilp-stats", choices=STATS, default=d.stats,
                    help="level 2: one running ITE statistic for all classes, or one per class")
     g.add_argument("--bilp-ite", choices=ITE_METHODS, default=d.ite,

@@ -7,8 +7,8 @@ Layout of ``<out>/``:
   score file's path, sha256 and metadata; ``scores.npz`` when the scores were made during the run.
 * ``level2.jsonl``: one JSON object per selection (experiment, iteration, class, batch, kept, mu, sigma, the two
   thresholds, ITE seconds, seconds since the run started).
-* ``summary.json``: totals written at exit: selections, draws, real rows seen and kept by level 2, ITE seconds,
-  wall seconds of the matching loop.
+* ``summary.json``: totals written at exit: selections, draws, real rows seen and kept by level 2, the level-2
+  rule that ran, ITE seconds, wall seconds of the matching loop.
 * ``result.json`` (optional, written by a host beside the record: ``bilp demo``, ``bilp sweep``, the built-in
   host): ``accuracy``, a list of test accuracies in [0, 1] (one per evaluated network), and the run's settings.
 
@@ -56,6 +56,7 @@ class RunRecord:
             raise BiLPError(f"{self.dir} already holds a run record: choose another --bilp-out")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.started = time.perf_counter()
+        self.rule = config.rule
         self.closed = False
         self.totals: dict[str, Any] = {"experiments": 0, "draws": 0, "selections": 0, "rows": 0, "kept_rows": 0,
                                        "ite_s": 0.0, "first_draw_s": None, "last_draw_s": None}
@@ -102,11 +103,11 @@ class RunRecord:
         loop = (last - first) if first is not None and last is not None else None
         t = self.totals
         share = t["ite_s"] / loop if loop else None
-        self._write_json("summary.json", {**t, "matching_loop_s": loop, "ite_share": share,
+        self._write_json("summary.json", {**t, "rule": self.rule, "matching_loop_s": loop, "ite_share": share,
                                           "wall_s": time.perf_counter() - self.started})
         if t["selections"]:
             say(f"BiLP level 2: kept {t['kept_rows']} of {t['rows']} real rows in {t['selections']} selections "
-                f"({100 * t['kept_rows'] / t['rows']:.1f}%); ITE {t['ite_s']:.2f} s"
+                f"({100 * t['kept_rows'] / t['rows']:.1f}%, rule {self.rule}); ITE {t['ite_s']:.2f} s"
                 + (f", {100 * share:.1f}% of the matching loop" if share else ""))
         say(f"BiLP run record written: {self.dir}")
 

@@ -121,3 +121,12 @@ def test_both_levels_record_kept_counts_keep_rates_and_ite_timings(idc: IDC) -> 
     assert summary["draws"] == 10 * DRAWS_PER_CLASS and summary["selections"] == len(rows)
     assert 0 < summary["ite_s"] < summary["matching_loop_s"]
     assert not _same(run.condensed, idc.run("compat", "compat").condensed)
+
+
+def test_level2_keeps_one_minus_beta_of_the_real_rows(idc: IDC) -> None:
+    """The default rule keeps 1 - beta of the rows over the run (within 3 points) although IDC re-initialises its
+    network every few iterations: a selection at every draw (1000 selections of 8 rows)."""
+    run = idc.run("keep", "patched", "--bilp", "--bilp-beta", "0.2", "--bilp-interval", "1", "--bilp-out", "bilp")
+    summary = run.record("summary.json")
+    assert summary["rule"] == "relative" and summary["selections"] == 10 * DRAWS_PER_CLASS
+    assert abs(summary["kept_rows"] / summary["rows"] - 0.8) <= 0.03, summary
