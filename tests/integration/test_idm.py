@@ -127,3 +127,15 @@ def test_both_levels_record_kept_counts_keep_rates_and_ite_timings(trees, small_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["selections"] == 20 and summary["draws"] == 40
     assert 0 < summary["ite_s"] < summary["matching_loop_s"]
+
+
+def test_level2_keeps_one_minus_beta_of_the_real_rows(trees, small_cifar, tmp_path: Path) -> None:
+    """The default rule keeps 1 - beta of the rows over the run (within 3 points) although IDM rotates a queue of
+    networks and its classes differ in ITE scale: 10 iterations, a selection at every draw (110 of 32 rows)."""
+    out = tmp_path / "record"
+    run(trees["patched"], tmp_path / "cwd", small_cifar,
+        ["--Iteration", "10", "--eval_interval", "10", "--bilp", "--bilp-beta", "0.2", "--bilp-interval", "1",
+         "--bilp-out", str(out)])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rule"] == "relative" and summary["selections"] == 110
+    assert abs(summary["kept_rows"] / summary["rows"] - 0.8) <= 0.03, summary
