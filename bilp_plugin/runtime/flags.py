@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
+from pathlib import Path
 from typing import Any
 
 from bilp_plugin.config import (CRITERIA, ITE_METHODS, SIDES, STATS, BiLPConfig, check_ratio, check_stratum)
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.manager import get_manager
 
 
 def _typed(convert: Any, check: Any = None) -> Any:
@@ -28,11 +32,32 @@ FLAG_FIELDS: tuple[str, ...] = ("alpha", "criterion", "stratum", "scores", "scor
                                "interval", "stats", "ite", "min_keep", "seed", "out")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--bilp`` and its ``--bilp-*`` flags to an upstream's parser. All values are plain JSON types."""
+class EnableBiLP(argparse.Action):
+    """``--bilp`` (a ``store_true`` flag) that first asks the ``check_script`` hook whether the running script of
+    ``upstream`` runs BiLP at all; a refusal is one ``bilp: error:`` line and exit status 2, before any work."""
+
+    def __init__(self, option_strings: list[str], dest: str, upstream: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+        self.upstream = upstream
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        manager = get_manager()
+        try:
+            manager.register_adapter(self.upstream)
+            manager.check_script(self.upstream, Path(sys.argv[0]).name)
+        except BiLPError as err:
+            parser.exit(2, f"bilp: error: {err}\n")
+        setattr(namespace, self.dest, True)
+
+
+def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None) -> None:
+    """Add ``--bilp`` and its ``--bilp-*`` flags to an upstream's parser. All values are plain JSON types. With
+    ``upstream``, ``--bilp`` is checked by the ``check_script`` hook as it is parsed (:class:`EnableBiLP`)."""
     d = BiLPConfig()
     g = parser.add_argument_group("BiLP (bi-level data pruning)")
-    g.add_argument("--bilp", action="store_true", help="enable BiLP; without it nothing changes")
+    enable: Any = "store_true" if upstream is None else functools.partial(EnableBiLP, upstream=upstream)
+    g.add_argument("--bilp", action=enable, help="enable BiLP; without it nothing changes")
     g.add_argument("--bilp-alpha", type=_typed(float, lambda v: check_ratio("--bilp-alpha", v)), default=d.alpha,
                    help="level 1: share of each class pruned before distillation, largest loss first [0, 1)")
     g.add_argument("--bilp-criterion", choices=CRITERIA, default=d.criterion,
