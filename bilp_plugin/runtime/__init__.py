@@ -45,11 +45,12 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None) -> None:
+def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None, level2: bool = True) -> None:
     """Add ``--bilp`` and the ``--bilp-*`` flags to the upstream's parser. Pass ``upstream`` where the parser is
     shared by scripts that run BiLP and scripts that do not (IDC's ``argument.py``): ``--bilp`` then refuses the
-    latter as it is parsed (the ``check_script`` hook)."""
-    flags.add_arguments(parser, upstream)
+    latter as it is parsed (the ``check_script`` hook). ``level2=False``: the script has no real batch to prune
+    (MTT), so ``--help`` hides the level-2 flags and says why (the adapter refuses them)."""
+    flags.add_arguments(parser, upstream, level2)
 
 
 _session: Session | None = None
