@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from fake_imagefolder import write_tree
+from fake_data import write_tree
 from torchvision import datasets
 from upstreams import importable, materialise
 

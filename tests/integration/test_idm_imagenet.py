@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fake_imagefolder import write_tree
+from fake_data import write_tree
 from upstreams import launch, materialise
 
 from bilp_plugin.cli import main
