@@ -62,6 +62,8 @@ def test_adapter_dc_page(tmp_path: Path) -> None:
 
 
 def test_adapter_mtt_page(tmp_path: Path) -> None:
+    for package in ("kornia", "wandb"):
+        pytest.importorskip(package, reason=f"MTT imports {package}: pip install -e '.[upstreams]'")
     box = sandbox(tmp_path / "project", ["mtt"])
     data = write_cifar10(tmp_path / "data", per_class=30, test_per_class=10)
     launch = "bilp launch --seed 0 --threads 1 --skip-cifar-integrity third_party/mtt-distillation/{} --"
@@ -114,6 +116,7 @@ def test_adapter_idc_page(tmp_path: Path) -> None:
 
 
 def test_adapter_idm_page(tmp_path: Path) -> None:
+    pytest.importorskip("kornia", reason="IDM's utils.py imports kornia: pip install -e '.[upstreams]'")
     box = sandbox(tmp_path / "project", ["idm"])
     data = write_cifar10(tmp_path / "data", per_class=30, test_per_class=10)
     imagenet = write_tree(tmp_path / "imagenet", classes=6, per_class=8)
