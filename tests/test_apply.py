@@ -168,6 +168,7 @@ def test_a_name_patches_the_project_around_the_working_folder(project: apply.Man
     """``bilp-apply toy`` from inside the upstream's own folder finds the project's manifest above it."""
     before = snapshot(project.checkout)
     monkeypatch.chdir(project.checkout)
+    assert apply.find_manifest("adapters/toy").root == project.root  # the folder form, not found from here, too
     assert apply_main(["toy"]) == 0
     assert b"bilp.f" in (project.checkout / "main.py").read_bytes()
     monkeypatch.chdir(project.root / "adapters")
