@@ -95,6 +95,22 @@ def filter_batch(norms: torch.Tensor, cls: int, state: SelectionState, config: B
 
 # ------------------------------------------------------------------------------- what an adapter tells the runtime
 @hookspec
+def check_script(upstream: str, script: str) -> None:
+    """Refuse ``--bilp`` in a script that parses the flags but runs no BiLP, before the script does any work.
+
+    Called by: the runtime while the upstream's parser parses ``--bilp``, when the hook patch added the flags with
+    ``bilp.add_arguments(parser, upstream=NAME)``: a parser module shared by several scripts (IDC's
+    ``argument.py``, imported by ``condense.py`` and by ``train.py``, ``test.py``, ...). Every implementation is
+    called.
+
+    :param upstream: the adapter name the patched parser passes.
+    :param script: the file name of the running script (``sys.argv[0]``'s last part, e.g. ``"train.py"``).
+    :return: nothing; raise :class:`~bilp_plugin.errors.BiLPError` to refuse (one line naming the scripts that
+        run BiLP). Built-in: none.
+    """
+
+
+@hookspec
 def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
     """Refuse a ``--bilp`` run that this upstream cannot do, before any work.
 
@@ -152,6 +168,22 @@ def restrict_real(upstream: str, real: Any, kept: np.ndarray) -> Any | None:
     :param kept: the kept dataset indices, int64, ascending.
     :return: ``real`` restricted, in its own type, or ``None`` when this implementation does not know the type.
         Built-ins (``trylast``): lists of per-class index lists, tensors in dataset order, tuples of those.
+    """
+
+
+@hookspec(firstresult=True)
+def real_files(upstream: str, real: Any) -> list[str] | None:
+    """The files of the upstream's real training set, in dataset order, relative to the dataset's folder.
+
+    Called by: the runtime at level 1 when a score file is used, to check that the file was made on the same files
+    in the same order (a ``bilp score --dataset imagefolder`` file records their checksum); the check is skipped
+    when no implementation answers.
+
+    :param upstream: the adapter name.
+    :param real: the structure the patched script passed to ``prune_real``.
+    :return: one path per sample (``"n01440764/n01440764_10026.JPEG"``), or ``None`` when ``real`` is not read from
+        files. Built-in (``trylast``): torchvision's ``DatasetFolder`` and its subclasses (IDC's and IDM's
+        ``ImageFolder``): ``samples`` relative to ``root``.
     """
 
 

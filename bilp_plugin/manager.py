@@ -121,6 +121,10 @@ class PluginManager:
             raise BiLPError("no plugin answered filter_batch (is the built-in rule unregistered?)")
         return result
 
+    def check_script(self, upstream: str, script: str) -> None:
+        self.load()
+        self._pm.hook.check_script(upstream=upstream, script=script)
+
     def check_run(self, upstream: str, args: Any, config: BiLPConfig) -> None:
         self.load()
         self._pm.hook.check_run(upstream=upstream, args=args, config=config)
@@ -140,6 +144,10 @@ class PluginManager:
             raise BiLPError(f"level 1 cannot restrict a {type(real).__name__} of upstream {upstream!r}: its adapter "
                             "implements no restrict_real for it")
         return result
+
+    def real_files(self, upstream: str, real: Any) -> list[str] | None:
+        self.load()
+        return self._pm.hook.real_files(upstream=upstream, real=real)
 
     def real_images(self, upstream: str, real: Any, dataset: str | None) -> torch.Tensor | None:
         self.load()

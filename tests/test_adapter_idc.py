@@ -22,8 +22,10 @@ from bilp_plugin import runtime
 from bilp_plugin.method import ite
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.manager import PluginManager
 from bilp_plugin.tools.launch import CudaToCpu
 from bilp_plugin.method.matchstep import MatchStep
+from bilp_plugin.runtime.kept import KeptDataset
 from subsets import run_checks
 
 pytestmark = pytest.mark.filterwarnings("ignore:Creating a tensor from a list of numpy.ndarrays:UserWarning")
@@ -181,8 +183,8 @@ class Toy(torch.utils.data.Dataset):
 def test_restrict_wraps_a_dataset_for_every_idc_loader(idc: ModuleType) -> None:
     toy = Toy()
     kept = np.array([0, 3, 4, 7, 9, 10, 11, 13, 15, 17, 18, 20, 22, 23, 25, 26, 28, 29])
-    sub = plugin.restrict_real(upstream="idc", real=toy, kept=kept)
-    assert len(sub) == len(kept) and sub.nclass == 3 and sub.classes == toy.classes
+    sub = PluginManager().restrict_real("idc", toy, kept)  # the runtime's built-in wraps any dataset with targets
+    assert isinstance(sub, KeptDataset) and len(sub) == len(kept) and sub.nclass == 3 and sub.classes == toy.classes
     assert sub.targets == [toy.targets[i] for i in kept]
     assert torch.equal(sub[2][0], toy[int(kept[2])][0])
     mem = idc.ClassMemDataLoader(sub, batch_size=4, device="cpu")
@@ -210,7 +212,7 @@ def test_level1_scores_idc_dataset_on_the_fly(idc: ModuleType, tmp_path: Path) -
     toy = Toy(60)
     args = bilp_args(tmp_path, "--bilp-alpha", "0.5", "--bilp-score-epochs", "1")
     sub = runtime.prune_real(args, toy, toy.targets, upstream="idc", dataset="cifar10")
-    assert isinstance(sub, plugin.KeptDataset) and len(sub) == 30
+    assert isinstance(sub, KeptDataset) and len(sub) == 30
     assert np.bincount(sub.targets).tolist() == [10, 10, 10]
     assert (tmp_path / "record" / "scores.npz").exists()
 

@@ -68,7 +68,7 @@ def script_loss(idm: SimpleNamespace, script: str, net: torch.nn.Module, args: S
     code = compile(script_block(idm.root / script), script, "exec")
 
     def loss(real: torch.Tensor, syn: torch.Tensor) -> torch.Tensor:
-        ns = {"image_temp": syn, "c": 0, "args": args, "channel": 3, "im_size": (32, 32),
+        ns = {"image_temp": syn, "c": 0, "args": args, "channel": 3, "im_size": tuple(real.shape[-2:]),
               "label_syn": torch.zeros(args.ipc, dtype=torch.long), "img_real": real,
               "embed": net.embed_channel_avg, "net": net, "number_sign_augment": idm.dc_utils.number_sign_augment,
               "DiffAugment": idm.dc_utils.DiffAugment, "time": time, "torch": torch, "F": F,
@@ -127,6 +127,27 @@ def test_exact_and_taylor_ite_equal_leave_one_out_on_the_script(idm: SimpleNames
     assert float(ite.ite_norms(reference).min()) > 0
     torch.testing.assert_close(exact, reference, rtol=1e-7, atol=1e-12)
     torch.testing.assert_close(taylor, exact, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("aug", [True, False])
+def test_imagenet_scripts_forward_embedding_is_the_adapters(idm: SimpleNamespace, aug: bool) -> None:
+    """IDM_imagenet.py embeds with ``net(x, embed=True, last=embed_last)`` of its ConvNet_6 (the unflattened
+    feature map), the hook passes ``embed_channel_avg``: the same loss, gradient and ITE."""
+    torch.manual_seed(0)
+    net = idm.dc_networks.ConvNet_6(3, 10, 8, 6, "relu", "instancenorm", "avgpooling", (64, 64)).double().eval()
+    args = idm_args(aug=aug, embed_last=100)
+    g = torch.Generator().manual_seed(2)
+    real = torch.randn(5, 3, 64, 64, generator=g, dtype=torch.float64)
+    syn = torch.randn(2, 3, 64, 64, generator=g, dtype=torch.float64)
+    theirs = script_loss(idm, "IDM_imagenet.py", net, args)
+    loss = plugin.matching_loss(step_for(net, args, real, syn))
+    leaf, theirs_leaf = ite.leaf(syn), ite.leaf(syn)
+    ours, reference = loss.distance(loss.synthetic(leaf), loss.aggregate()), theirs(real, theirs_leaf)
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=0)
+    torch.testing.assert_close(torch.autograd.grad(ours, leaf)[0], torch.autograd.grad(reference, theirs_leaf)[0],
+                               rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(ite.ite_exact(loss, ite.leaf(syn)), ite.ite_naive(theirs, real, ite.leaf(syn)),
+                               rtol=1e-7, atol=1e-12)
 
 
 def test_embed_last_selects_the_scripts_layers(idm: SimpleNamespace) -> None:
@@ -215,13 +236,15 @@ def test_check_class_sizes_after_level1(script_name) -> None:
 
 
 def test_torchnet_stand_in_computes_torchnets_accuracy() -> None:
+    """The adapter's copy of torchnet 0.0.4's meter, which IDM's compat patch imports (and the test stub of the
+    bare scripts re-exports)."""
+    meter_mod: ModuleType = importlib.import_module("bilp_adapters.idm.torchnet").meter
     sys.path.insert(0, str(STUBS))
     try:
-        meter_mod: ModuleType = importlib.import_module("torchnet").meter
+        assert importlib.import_module("torchnet").meter.ClassErrorMeter is meter_mod.ClassErrorMeter
     finally:
         sys.path.remove(str(STUBS))
         sys.modules.pop("torchnet", None)
-        sys.modules.pop("torchnet.meter", None)
     meter = meter_mod.ClassErrorMeter(accuracy=True)
     meter.add(torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), torch.tensor([1, 1, 1]))
     meter.add(torch.tensor([0.2, 0.8]), torch.tensor([1]))  # one row, squeezed to 1-D

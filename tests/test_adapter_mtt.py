@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -127,3 +128,26 @@ def test_bilp_values_survive_wandb_disabled_config(monkeypatch: pytest.MonkeyPat
     assert rebuilt.bilp is True
     assert flags.from_args(rebuilt) == flags.from_args(args)
     assert all(type(getattr(rebuilt, k)) is type(v) for k, v in vars(args).items())
+
+
+@pytest.mark.parametrize("script", ["buffer.py", "distill.py"])
+def test_help_hides_the_level2_flags_it_refuses_and_says_why(script: str, tmp_path: Path) -> None:
+    """The hook patch adds the flags with level2=False: --help lists level 1 only and explains; --bilp-beta still
+    parses, so the adapter's refusal (above) names it."""
+    import subprocess
+    import sys
+
+    from upstreams import materialise
+
+    pytest.importorskip("kornia", reason="MTT's utils.py imports kornia: pip install kornia")
+    tree = materialise("mtt", tmp_path / "mtt")
+    text = subprocess.run([sys.executable, str(tree / script), "--help"], cwd=tmp_path, capture_output=True,
+                          text=True, check=True, env={**os.environ, "WANDB_MODE": "disabled"}).stdout
+    assert "level 1 only in this script" in text and "--bilp-alpha" in text
+    assert "level 2 (ITE pruning of real batches: --bilp-beta and its flags) is refused here" in " ".join(text.split())
+    options = [line.split()[0] for line in text.splitlines() if line.startswith("  --bilp")]
+    assert "--bilp-alpha" in options and "[--bilp-beta" not in text  # not listed, nor in the usage line
+    assert all(flag not in options for flag in ("--bilp-beta", "--bilp-interval", "--bilp-ite", "--bilp-min-keep"))
+    parser = argparse.ArgumentParser()
+    flags.add_arguments(parser, level2=False)
+    assert parser.parse_args(["--bilp", "--bilp-beta", "0.2"]).bilp_beta == 0.2

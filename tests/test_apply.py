@@ -161,3 +161,31 @@ def test_real_series_apply_to_their_pinned_commits(name: str) -> None:
         pytest.skip(f"adapter {name} lists no patches yet")
     message = apply.apply(manifest, check=True)
     assert "apply cleanly" in message or "already applied" in message
+
+
+def test_a_name_patches_the_project_around_the_working_folder(project: apply.Manifest,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bilp-apply toy`` from inside the upstream's own folder finds the project's manifest above it."""
+    before = snapshot(project.checkout)
+    monkeypatch.chdir(project.checkout)
+    assert apply.find_manifest("adapters/toy").root == project.root  # the folder form, not found from here, too
+    assert apply_main(["toy"]) == 0
+    assert b"bilp.f" in (project.checkout / "main.py").read_bytes()
+    monkeypatch.chdir(project.root / "adapters")
+    assert apply_main(["toy", "--revert"]) == 0
+    assert snapshot(project.checkout) == before
+
+
+def test_a_name_from_outside_any_project_is_the_installed_adapter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = apply.Manifest.load(ROOT / "adapters" / "dc")
+    if not (manifest.checkout / ".git").exists():
+        pytest.skip(f"submodule {manifest.path} is not initialised: `git submodule update --init {manifest.path}`")
+    monkeypatch.chdir(tmp_path)
+    assert apply.find_manifest("dc").root == ROOT and apply.find_manifest("adapters/dc").root == ROOT
+    assert apply_main(["dc", "--check"]) == 0
+    assert str(manifest.checkout) in capsys.readouterr().out
+    monkeypatch.chdir(manifest.checkout)
+    assert apply.find_manifest("dc").root == ROOT
+    with pytest.raises(apply.BiLPError, match="neither an adapter folder .* nor an adapter name: use one of"):
+        apply.find_manifest("nope")

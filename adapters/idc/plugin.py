@@ -1,10 +1,14 @@
-"""BiLP for snu-mllab/Efficient-Dataset-Condensation (IDC, ``condense.py``).
+"""BiLP for snu-mllab/Efficient-Dataset-Condensation (IDC): ``condense.py`` and its multi-process ImageNet variant
+``condense_mp.py``.
 
-Level 1 restricts the real training set (a torchvision or IDC ``ImageFolder`` dataset) before IDC builds its class
-loader, so every loader variant (``ClassMemDataLoader``, ``ClassDataLoader``), the synthetic initialisation and
-the network updates see the kept samples only. Level 2 takes the ITE of the class's real batch, as
+Level 1 restricts the real training set (a torchvision or IDC ``ImageFolder`` dataset; the runtime's built-in
+``restrict_real`` wraps it) before IDC builds its class loader, so every loader variant (``ClassMemDataLoader``,
+``ClassDataLoader``, ``condense_mp.py``'s ``ClassPartMemDataLoader``), the synthetic initialisation and the network
+updates see the kept samples only. Level 2 takes the ITE of the class's real batch, as
 ``loader_real.class_sample(c)`` returns it, on IDC's gradient-matching loss with respect to the **stored**
-synthetic tensor of the class (``synset.data`` rows of class ``c``): multi-formation decoding belongs to ``h(S)``.
+synthetic tensor of the class (``synset.data`` rows of class ``c``; in ``condense_mp.py`` the rows of its
+position ``real_to_idx[c]`` in the process's classes, passed as ``row``): multi-formation decoding belongs to
+``h(S)``.
 
 The meta loss of one class is IDC's ``matchloss`` with ``match="grad"``::
 
@@ -20,9 +24,10 @@ decoded synthetic set exceeds ``--batch_syn_max`` all decoded images are used in
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from bilp_plugin import hookimpl
@@ -33,41 +38,14 @@ from bilp_plugin.method.level1 import Subset
 from bilp_plugin.method.matchstep import MatchStep
 
 UPSTREAM = "idc"
+SCRIPTS = ("condense.py", "condense_mp.py")
+"""The scripts whose hook lines run BiLP (the manifest's ``scripts``); every other script that imports IDC's
+``argument.py`` (``train.py``, ``test.py``, ``pretrain.py``, ``coreset.py``) parses the flags but calls no BiLP."""
 SEPARABLE_NETS = ("convnet", "resnet", "resnet_ap")
 COUPLING_NORMS = ("batch", "sn")
 
 
 # ------------------------------------------------------------------------------------------------ level 1
-class KeptDataset(torch.utils.data.Dataset):
-    """The kept samples of an IDC training set, in dataset order: item access, ``targets``, ``nclass``, length;
-    any other attribute is the wrapped dataset's."""
-
-    def __init__(self, dataset: Any, kept: np.ndarray) -> None:
-        self.dataset = dataset
-        self.indices = np.asarray(kept, dtype=np.int64)
-        targets = np.asarray(dataset.targets)
-        self.targets = [int(t) for t in targets[self.indices]]
-
-    def __getitem__(self, index: int) -> Any:
-        return self.dataset[int(self.indices[index])]
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "dataset":  # not set yet (unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-
-@hookimpl
-def restrict_real(upstream: str, real: Any, kept: np.ndarray) -> KeptDataset | None:
-    """IDC's ``trainset`` (``condense.py`` ``load_resized_data``): the kept samples as a dataset."""
-    if upstream != UPSTREAM or not isinstance(real, torch.utils.data.Dataset):
-        return None
-    return KeptDataset(real, kept)
-
-
 @hookimpl
 def real_images(upstream: str, real: Any, dataset: str | None) -> torch.Tensor | None:
     """All training images of ``real`` (IDC's ``trainset``), normalised as IDC feeds them to its networks:
@@ -95,15 +73,22 @@ def distance(args: Any) -> ite.Distance:
     return ite.idc_distance(args.metric, bool(args.bias), bool(args.fc))
 
 
+def rows(step: MatchStep) -> slice:
+    """The class's rows of ``synset.data``: its ``row`` in the process's classes (``condense_mp.py`` passes
+    ``real_to_idx[c]``), else the class itself (``condense.py``)."""
+    row = int(step.extra.get("row", step.cls))
+    return slice(step.syn.ipc * row, step.syn.ipc * (row + 1))
+
+
 def meta_loss(step: MatchStep) -> ite.SeparableLoss:
     """IDC's gradient-matching loss of ``step.cls`` as ``L(h(S), G)``, ``S`` the stored synthetic rows of the
     class (``step.syn`` is IDC's ``Synthesizer``)."""
     args, synset, net = step.args, step.syn, step.net
-    rows = slice(synset.ipc * step.cls, synset.ipc * (step.cls + 1))
+    rows_c = rows(step)
     real = _normalize(args.dataset, step.real)
     stats = ite.per_sample_grads(net, real, step.real_labels.to(real.device))
-    target = synset.targets[rows]
-    _, target_dec = synset.decode(synset.data[rows].detach(), target, bound=args.batch_syn_max)
+    target = synset.targets[rows_c]
+    _, target_dec = synset.decode(synset.data[rows_c].detach(), target, bound=args.batch_syn_max)
     grads = ite.synthetic_grads(net, target_dec)
 
     def synthetic(stored: torch.Tensor) -> ite.Stats:
@@ -115,8 +100,7 @@ def meta_loss(step: MatchStep) -> ite.SeparableLoss:
 
 def stored(step: MatchStep) -> torch.Tensor:
     """The leaf the ITE is taken with respect to: a copy of the class's rows of ``synset.data``."""
-    synset = step.syn
-    return ite.leaf(synset.data[synset.ipc * step.cls:synset.ipc * (step.cls + 1)])
+    return ite.leaf(step.syn.data[rows(step)])
 
 
 @hookimpl
@@ -128,6 +112,15 @@ def meta_grad(step: MatchStep, method: str) -> torch.Tensor | None:
 
 
 # ------------------------------------------------------------------------------------------------ checks
+@hookimpl
+def check_script(upstream: str, script: str) -> None:
+    """IDC's ``argument.py`` adds the flags to every script that imports it: refuse ``--bilp`` in those that call
+    no BiLP, instead of running them unpruned."""
+    if upstream == UPSTREAM and script not in SCRIPTS:
+        raise BiLPError(f"{script} parses IDC's --bilp flags (argument.py) but runs no BiLP: only "
+                        f"{' and '.join(SCRIPTS)} do; drop --bilp here")
+
+
 @hookimpl
 def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
     """Refuse, before any work, level-2 settings IDC cannot run (see the messages)."""
@@ -160,6 +153,8 @@ def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -
     if args.init in ("mix", "random") and fewest < init_need:
         raise BiLPError(f"level 1 keeps {fewest} samples of class {cls}, but --init {args.init} with --ipc "
                         f"{args.ipc} --factor {args.factor} takes {init_need} per class: lower --bilp-alpha")
-    if args.load_memory and fewest < args.batch_real:
+    # condense.py's ClassMemDataLoader (the default) samples --batch_real rows of a class; condense_mp.py's
+    # ClassPartMemDataLoader samples min(64, class size) rows (compat patch), so any class size works there
+    if args.load_memory and fewest < args.batch_real and Path(sys.argv[0]).name != "condense_mp.py":
         raise BiLPError(f"level 1 keeps {fewest} samples of class {cls}, fewer than --batch_real {args.batch_real}, "
                         "which IDC's ClassMemDataLoader cannot sample: lower --bilp-alpha or --batch_real")

@@ -8,6 +8,7 @@ from pathlib import Path
 from bilp_plugin.commands.flags import add_data_flags, default_device
 from bilp_plugin.config import ScoringConfig
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.lab import folders
 from bilp_plugin.lab.datasets import load_dataset
 from bilp_plugin.manager import get_manager
 from bilp_plugin.method import data_parallel, scorefile
@@ -17,6 +18,11 @@ from bilp_plugin.method.empirical_loss import check_config
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="level 1: score every training sample by its empirical loss")
     add_data_flags(p, required=True)
+    p.add_argument("--classes", default=None,
+                   help="imagefolder: the class folders to score, in label order (comma-separated, or a file with "
+                        "one per line); default: every class folder, sorted")
+    p.add_argument("--image-size", type=int, default=folders.DEFAULT_SIZE,
+                   help="imagefolder: images are resized and centre-cropped to this size for scoring")
     p.add_argument("--model", default="convnet", help="convnet (ConvNet-D, width W, instance norm, as in DC)")
     p.add_argument("--width", type=int, default=128, help="ConvNet width")
     p.add_argument("--depth", type=int, default=3, help="ConvNet depth")
@@ -49,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
                            trials=args.trials, batch_size=args.batch_size, lr=args.lr, mode=args.mode,
                            seed=args.seed, device=device, progress=world.is_main)
     check_config(config)
-    dataset = load_dataset(args.dataset, args.data_root)
+    options = ({"classes": folders.class_list(args.classes), "image_size": args.image_size}
+               if args.dataset == "imagefolder" else {})
+    dataset = load_dataset(args.dataset, args.data_root, **options)
     score_file = get_manager().score_samples(dataset, config)
     if not world.is_main:
         data_parallel.finish()

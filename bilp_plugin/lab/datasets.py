@@ -13,6 +13,7 @@ channel with the mean/std DatasetCondensation's ``utils.get_dataset`` uses (bit-
   rebuilt copy loads); the order equals ``torchvision.datasets.CIFAR10``'s.
 * ``cifar100``, ``svhn``: through torchvision with ``download=False`` (``<root>/cifar-100-python``,
   ``<root>/{train,test}_32x32.mat``; SVHN needs scipy).
+* ``imagefolder`` (ImageNet subsets), ``tinyimagenet``: :mod:`bilp_plugin.lab.folders` (training split only).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import numpy as np
 import torch
 
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.lab import folders
 from bilp_plugin.method.realset import RealSet
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", *folders.DATASETS)
 DIGITS_TRAIN = 1500
 DATA_DOC = "docs/data.md"
 """Where the project says how to put each dataset in its torchvision layout."""
@@ -67,9 +69,12 @@ def data_root(root: str | None) -> Path:
     return path
 
 
-def load_dataset(name: str, root: str | None = None, train: bool = True) -> RealSet:
-    """Load the train (or test) split of ``name`` as a normalised :class:`RealSet` in torchvision order."""
+def load_dataset(name: str, root: str | None = None, train: bool = True, **folder_options: Any) -> RealSet:
+    """Load the train (or test) split of ``name`` as a normalised :class:`RealSet` in torchvision order
+    (``folder_options``: ``classes``, ``image_size`` of :func:`bilp_plugin.lab.folders.load`)."""
     name = canonical_name(name)
+    if name in folders.DATASETS:
+        return folders.load(name, data_root(root), train, **folder_options)
     loader = _LOADERS[name]
     images, labels = loader(train) if name == "digits" else loader(data_root(root), train)
     mean, std, num_classes = _STATS[name]

@@ -40,7 +40,7 @@ def empirical_loss(dataset: RealSet, config: ScoringConfig) -> scorefile.ScoreFi
         runs = [_trial(dataset, images, labels, config, config.seed + t, bar) for t in range(config.trials)]
     values = torch.stack(runs).mean(0).cpu().numpy()
     label_array = dataset.labels.cpu().numpy()
-    meta = scorefile.dataset_meta(dataset.name, label_array)
+    meta = scorefile.dataset_meta(dataset.name, label_array, dataset.files)
     meta.update(model="convnet", width=config.model_width, depth=config.model_depth, epochs=config.epochs,
                 trials=config.trials, mode=config.mode, seed=config.seed, lr=config.lr,
                 momentum=config.momentum, weight_decay=config.weight_decay, batch_size=config.batch_size,

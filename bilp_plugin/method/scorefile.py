@@ -6,8 +6,9 @@ Format (``bilp score`` writes it; ``numpy.load(path)`` reads it, no pickle):
   valuable, so level 1 prunes the largest first.
 * ``labels``: int64, shape (N,), the label sequence the scores were made on.
 * ``meta``: a 0-d string array holding a JSON object: ``format`` (``bilp-scores/1``), ``dataset``, ``n``,
-  ``class_counts``, ``labels_sha256`` (of the int64 label sequence), and how the scores were made (``model``,
-  ``epochs``, ``trials``, ``mode``, ``seed``, ``elapsed_s``, ``bilp_version``, ...).
+  ``class_counts``, ``labels_sha256`` (of the int64 label sequence), for a folder dataset ``files_sha256`` (of
+  its ordered file list, :func:`files_sha256`), and how the scores were made (``model``, ``epochs``, ``trials``,
+  ``mode``, ``seed``, ``elapsed_s``, ``bilp_version``, ...).
 
 The authors' files (``{DATASET}_{Indicator}.json``) are flat JSON lists of floats; they carry no labels, so they
 are checked against the dataset they are used with by length only.
@@ -51,6 +52,18 @@ def labels_sha256(labels: Any) -> str:
     return hashlib.sha256(np.ascontiguousarray(np.asarray(labels, dtype="<i8")).tobytes()).hexdigest()
 
 
+def files_sha256(files: list[str]) -> str:
+    """Checksum of an ordered file list (paths relative to the dataset folder, one per line, UTF-8)."""
+    return hashlib.sha256("".join(f"{name}\n" for name in files).encode()).hexdigest()
+
+
+def same_partition(a: Any, b: Any) -> bool:
+    """Whether two label sequences group the samples into the same classes (numbered alike or not)."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    pairs = np.unique(np.stack([a, b]), axis=1).shape[1] if len(a) else 0
+    return len(a) == len(b) and pairs == len(np.unique(a)) == len(np.unique(b))
+
+
 def class_counts(labels: Any) -> list[int]:
     return np.bincount(np.asarray(labels, dtype=np.int64)).tolist()
 
@@ -63,10 +76,13 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def dataset_meta(dataset: str, labels: Any) -> dict[str, Any]:
-    """The metadata that ties scores to one dataset and one sample order."""
-    return {"format": FORMAT, "dataset": dataset, "n": int(len(labels)), "class_counts": class_counts(labels),
+def dataset_meta(dataset: str, labels: Any, files: list[str] | None = None) -> dict[str, Any]:
+    """The metadata that ties scores to one dataset and one sample order (and, for a folder dataset, its files)."""
+    meta = {"format": FORMAT, "dataset": dataset, "n": int(len(labels)), "class_counts": class_counts(labels),
             "labels_sha256": labels_sha256(labels), "bilp_version": __version__}
+    if files is not None:
+        meta["files_sha256"] = files_sha256(files)
+    return meta
 
 
 def check_finite(scores: np.ndarray, where: str) -> None:
@@ -137,10 +153,17 @@ def load(path: str | Path) -> ScoreFile:
     return score_file
 
 
-def check_matches(score_file: ScoreFile, labels: Any, dataset: str | None = None) -> None:
-    """Refuse scores made on another dataset, another size or another sample order."""
+def check_matches(score_file: ScoreFile, labels: Any, dataset: str | None = None,
+                  files: list[str] | None = None) -> None:
+    """Refuse scores made on another dataset, another size or another sample order. Where both the score file
+    (``files_sha256``) and the run (``files``) know their files, the ordered file lists must be equal, and the
+    labels need only group the samples alike (upstreams number a subset of classes in their own order)."""
     labels = np.asarray(labels, dtype=np.int64)
     where = score_file.path or "scores"
+    recorded = score_file.meta.get("files_sha256")
+    if recorded is not None and files is not None:
+        _check_files(score_file, labels, files, recorded, where)
+        return
     if len(score_file.scores) != len(labels):
         raise BiLPError(f"{where} has {len(score_file.scores)} scores but the dataset"
                         f"{' ' + dataset if dataset else ''} has {len(labels)} samples: use the score file made "
@@ -152,11 +175,23 @@ def check_matches(score_file: ScoreFile, labels: Any, dataset: str | None = None
                         "dataset or sample order; re-score this dataset with `bilp score`")
 
 
+def _check_files(score_file: ScoreFile, labels: np.ndarray, files: list[str], recorded: str, where: str) -> None:
+    if files_sha256(files) != recorded:
+        classes = [files[int(np.flatnonzero(labels == c)[0])].split("/")[0] for c in np.unique(labels)]
+        raise BiLPError(f"{where} was made on other files, or in another order, than this run's real set "
+                        f"({len(files)} files of {len(classes)} class folders; files_sha256 differs): score the "
+                        f"run's files with `bilp score --dataset imagefolder --data-root DIR --classes "
+                        f"{','.join(classes)}` (DIR: the folder holding those class folders)")
+    if score_file.labels is not None and not same_partition(score_file.labels, labels):
+        raise BiLPError(f"{where} was made on this run's files but groups them into other classes than the run "
+                        "does: re-score with `bilp score --dataset imagefolder`")
+
+
 @hookimpl
 def score_samples(dataset: Any, config: Any) -> ScoreFile | None:
     """Built-in: import the score file named by ``config.scores_path``, checked against ``dataset``."""
     if not config.scores_path:
         return None
     score_file = load(config.scores_path)
-    check_matches(score_file, dataset.labels, dataset.name)
+    check_matches(score_file, dataset.labels, dataset.name, getattr(dataset, "files", None))
     return score_file

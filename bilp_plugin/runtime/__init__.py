@@ -45,9 +45,12 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--bilp`` and the ``--bilp-*`` flags to the upstream's parser."""
-    flags.add_arguments(parser)
+def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None, level2: bool = True) -> None:
+    """Add ``--bilp`` and the ``--bilp-*`` flags to the upstream's parser. Pass ``upstream`` where the parser is
+    shared by scripts that run BiLP and scripts that do not (IDC's ``argument.py``): ``--bilp`` then refuses the
+    latter as it is parsed (the ``check_script`` hook). ``level2=False``: the script has no real batch to prune
+    (MTT), so ``--help`` hides the level-2 flags and says why (the adapter refuses them)."""
+    flags.add_arguments(parser, upstream, level2)
 
 
 _session: Session | None = None
@@ -97,6 +100,7 @@ def select_batch(args: Any, cls: int, real: torch.Tensor, *, net: torch.nn.Modul
     current = _session
     if not current.config.level2:
         return real if labels is None else (real, labels)
+    cls = int(cls)  # a numpy integer where the upstream iterates over an array of classes (IDC's condense_mp.py)
     step_labels = labels if labels is not None else torch.full((len(real),), cls, dtype=torch.long,
                                                                device=real.device)
     step = MatchStep(current.upstream, cls, real, step_labels, net, syn, args, iteration, extra)

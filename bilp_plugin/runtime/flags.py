@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
+from pathlib import Path
 from typing import Any
 
 from bilp_plugin.config import CRITERIA, ITE_METHODS, RULES, SIDES, STATS, BiLPConfig, check_ratio, check_stratum
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.manager import get_manager
 
 
 def _typed(convert: Any, check: Any = None) -> Any:
@@ -28,11 +32,37 @@ FLAG_FIELDS: tuple[str, ...] = ("alpha", "criterion", "stratum", "scores", "scor
                                "eta", "interval", "stats", "ite", "min_keep", "seed", "out")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--bilp`` and its ``--bilp-*`` flags to an upstream's parser. All values are plain JSON types."""
+class EnableBiLP(argparse.Action):
+    """``--bilp`` (a ``store_true`` flag) that first asks the ``check_script`` hook whether the running script of
+    ``upstream`` runs BiLP at all; a refusal is one ``bilp: error:`` line and exit status 2, before any work."""
+
+    def __init__(self, option_strings: list[str], dest: str, upstream: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+        self.upstream = upstream
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        manager = get_manager()
+        try:
+            manager.register_adapter(self.upstream)
+            manager.check_script(self.upstream, Path(sys.argv[0]).name)
+        except BiLPError as err:
+            parser.exit(2, f"bilp: error: {err}\n")
+        setattr(namespace, self.dest, True)
+
+
+def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None, level2: bool = True) -> None:
+    """Add ``--bilp`` and its ``--bilp-*`` flags to an upstream's parser. All values are plain JSON types. With
+    ``upstream``, ``--bilp`` is checked by the ``check_script`` hook as it is parsed (:class:`EnableBiLP`). With
+    ``level2=False`` (a script whose loss sees no real batch, MTT's) the level-2 flags still parse, so the
+    adapter's refusal can name them, but ``--help`` hides them and says why."""
     d = BiLPConfig()
-    g = parser.add_argument_group("BiLP (bi-level data pruning)")
-    g.add_argument("--bilp", action="store_true", help="enable BiLP; without it nothing changes")
+    title = "BiLP (bi-level data pruning)" if level2 else "BiLP (bi-level data pruning): level 1 only in this script"
+    g = parser.add_argument_group(title, None if level2 else (
+        "this script's loss sees no real batch, so level 2 (ITE pruning of real batches: --bilp-beta and its "
+        "flags) is refused here; level 1 prunes the real set before it is used"))
+    enable: Any = "store_true" if upstream is None else functools.partial(EnableBiLP, upstream=upstream)
+    g.add_argument("--bilp", action=enable, help="enable BiLP; without it nothing changes")
     g.add_argument("--bilp-alpha", type=_typed(float, lambda v: check_ratio("--bilp-alpha", v)), default=d.alpha,
                    help="level 1: share of each class pruned before distillation, largest loss first [0, 1)")
     g.add_argument("--bilp-criterion", choices=CRITERIA, default=d.criterion,
@@ -43,21 +73,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="score file (.npz from `bilp score`, or the authors' JSON list); default: score on the fly")
     g.add_argument("--bilp-score-epochs", type=int, default=d.score_epochs,
                    help="epochs of empirical-loss training when scoring on the fly")
+
+    def level2_help(text: str) -> str:
+        return text if level2 else argparse.SUPPRESS
+
     g.add_argument("--bilp-beta", type=_typed(float, lambda v: check_ratio("--bilp-beta", v)), default=d.beta,
-                   help="level 2: share of each real batch pruned by ITE during distillation [0, 1); 0 = off")
+                   help=level2_help("level 2: share of each real batch pruned by ITE during distillation [0, 1); "
+                                    "0 = off"))
     g.add_argument("--bilp-side", choices=SIDES, default=d.side,
-                   help="level 2: prune both tails of the ITE distribution, or only small / only large")
-    g.add_argument("--bilp-eta", type=float, default=d.eta, help="level 2: momentum of the running ITE statistics")
+                   help=level2_help("level 2: prune both tails of the ITE distribution, or only small / only large"))
+    g.add_argument("--bilp-eta", type=float, default=d.eta,
+                   help=level2_help("level 2: momentum of the running ITE statistics"))
     g.add_argument("--bilp-interval", type=int, default=d.interval,
-                   help="level 2: re-select every k draws of a class, reuse the kept batch in between")
+                   help=level2_help("level 2: re-select every k draws of a class, reuse the kept batch in between"))
     g.add_argument("--bilp-rule", choices=RULES, default=d.rule,
-                   help="level 2: relative (default: log ITE norm relative to its batch's median, running tracked "
-                        "quantiles; keeps 1 - beta) or paper (Eq. 8 on the norms, normal quantiles)")
+                   help=level2_help("level 2: relative (default: log ITE norm relative to its batch's median, running "
+                                    "tracked quantiles; keeps 1 - beta) or paper (Eq. 8 on the norms, normal "
+                                    "quantiles)"))
     g.add_argument("--bilp-stats", choices=STATS, default=d.stats,
-                   help="level 2: one running ITE statistic for all classes, or one per class")
+                   help=level2_help("level 2: one running ITE statistic for all classes, or one per class"))
     g.add_argument("--bilp-ite", choices=ITE_METHODS, default=d.ite,
-                   help="level 2: exact (factored) ITE, or the paper's Taylor approximation (mean or sum form)")
-    g.add_argument("--bilp-min-keep", type=int, default=d.min_keep, help="level 2: never keep fewer rows")
+                   help=level2_help("level 2: exact (factored) ITE, or the paper's Taylor approximation (mean or sum "
+                                    "form)"))
+    g.add_argument("--bilp-min-keep", type=int, default=d.min_keep, help=level2_help("level 2: never keep fewer rows"))
     g.add_argument("--bilp-seed", type=int, default=d.seed, help="seed of BiLP's own generators")
     g.add_argument("--bilp-out", type=str, default=None, help="run-record folder (default: bilp_runs/<time>)")
 

@@ -81,10 +81,12 @@ class Session:
             raise BiLPError("level 1 needs --bilp-scores FILE here (this upstream passes no images to score)")
         scoring = ScoringConfig(scores_path=self.config.scores, epochs=self.config.score_epochs,
                                 seed=self.config.seed, device=str(images.device) if images is not None else "cpu")
+        files = self.manager.real_files(self.upstream, real) if real is not None else None
         real_set = RealSet(name=str(dataset), images=images if images is not None else torch.empty(0),
-                           labels=torch.as_tensor(labels), num_classes=int(labels.max()) + 1, mean=(), std=())
+                           labels=torch.as_tensor(labels), num_classes=int(labels.max()) + 1, mean=(), std=(),
+                           files=files)
         score_file = self.manager.score_samples(real_set, scoring)
-        scorefile.check_matches(score_file, labels, dataset)
+        scorefile.check_matches(score_file, labels, dataset, files)
         if score_file.path is None:
             scorefile.save(self.record.dir / "scores.npz", score_file)
         return score_file

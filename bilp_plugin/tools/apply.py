@@ -217,13 +217,26 @@ def manifests() -> list[Manifest]:
     return [Manifest.load(d) for d in folders if d is not None and (d / "manifest.toml").is_file()]
 
 
+def project_adapter(name: str, start: Path | None = None) -> Path | None:
+    """``adapters/<name>`` of the project around ``start`` (the working folder): in it or in a parent folder."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "adapters" / name / "manifest.toml").is_file():
+            return folder / "adapters" / name
+    return None
+
+
 def find_manifest(adapter: str) -> Manifest:
     """The manifest of ``adapter``: an adapter folder (``adapters/dc``), or an adapter's name (``dc``), from any
-    working folder."""
+    working folder. A name (or a folder not found from here) is looked up in the project around the working folder
+    first (so ``bilp-apply dc`` inside a checkout, even inside its ``third_party/DatasetCondensation``, patches
+    that checkout), then among the installed adapters (from anywhere else)."""
     path = Path(adapter)
     if (path / "manifest.toml").is_file():
         return Manifest.load(path)
-    folder = adapter_folder(path.name)
+    folder = project_adapter(path.name)
+    if folder is None:
+        folder = adapter_folder(path.name)
     if folder is not None and (folder / "manifest.toml").is_file():
         return Manifest.load(folder)
     names = ", ".join(m.name for m in manifests())

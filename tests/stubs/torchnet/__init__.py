@@ -1,10 +1,9 @@
-"""A stand-in for the one piece of ``torchnet`` IDM uses (``torchnet.meter.ClassErrorMeter``).
+"""``torchnet`` for the bare IDM scripts, which import it unconditionally: the adapter's copy of its meter.
 
-The real ``torchnet`` pulls ``visdom``, which does not build with current setuptools. Put ``tests/stubs`` on
-``PYTHONPATH`` to run IDM's scripts without it. The meter's values feed IDM's synthetic-CE weight, so the
-stand-in reproduces torchnet 0.0.4's arithmetic (tested in ``tests/test_adapter_idm.py``).
+Only the bare-upstream baselines of the tests put ``tests/stubs`` on ``PYTHONPATH``; the patched scripts (IDM's
+compat patch) fall back to ``bilp_adapters.idm.torchnet`` by themselves.
 """
 
-from torchnet import meter
+from bilp_adapters.idm.torchnet import meter
 
 __all__ = ["meter"]

@@ -1,4 +1,5 @@
-"""``torchnet.meter.ClassErrorMeter``: top-k error (or accuracy) in percent over everything added since reset."""
+"""``torchnet.meter.ClassErrorMeter`` (torchnet 0.0.4): top-k error (or accuracy) in percent over everything added
+since reset."""
 
 from __future__ import annotations
 

@@ -1,0 +1,143 @@
+"""The README's upstream example and every command of ``docs/adapter-*.md``, run as a user would
+(:mod:`docs_commands`: a sandbox shaped like a fresh clone, this checkout's ``bilp`` on ``PATH``) with tiny settings
+on fake data the test writes. Each test names its substitutions and asserts what the commands left behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from docs_commands import run, sandbox, script
+from fake_data import write_cifar10, write_mnist, write_tree
+from upstreams import ROOT
+
+from bilp_plugin.tools import apply
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def reverted(box: Path, name: str) -> bool:
+    """The sandbox's upstream checkout holds the pinned files again."""
+    row = apply.status_row(apply.Manifest.load(box / "adapters" / name))
+    return row["pinned"] == "yes" and row["patched"] == "no" and row["clean"] == "yes"
+
+
+def test_readme_upstream_example(tmp_path: Path) -> None:
+    box = sandbox(tmp_path / "project", ["dc"])
+    data = write_mnist(tmp_path / "data", per_class=20, test_per_class=10)
+    text = script(ROOT / "README.md", {"export BILP_DATA=$HOME/data": f"export BILP_DATA={data}",
+                                       "--epochs 2": "--epochs 1 --width 8", "--ipc 10": "--ipc 1",
+                                       "--Iteration 2000": "--Iteration 0", "--epoch_eval_train 300":
+                                       "--epoch_eval_train 2"}, section="## Using it with an upstream repo")
+    ran = run(text, box, {})
+    record = box / "runs" / "dm-mnist" / "bilp"
+    assert json.loads((record / "level1.json").read_text())["kept_per_class"] == [10] * 10
+    assert (record / "level2.jsonl").read_text().count("\n") == 10  # one selection per class
+    assert (box / "runs" / "dm-mnist" / "report" / "report.md").is_file()
+    saved = torch.load(box / "runs" / "dm-mnist" / "res_DM_MNIST_ConvNet_1ipc.pt", weights_only=False)
+    assert saved["data"][0][0].shape == (10, 1, 28, 28) and len(saved["accs_all_exps"]["ConvNet"]) == 1
+    assert "mean = nan" not in ran.stdout and "Mean of empty slice" not in ran.stderr
+    assert reverted(box, "dc")
+
+
+DOCS = ROOT / "docs"
+TINY_SCORE = {"--epochs 2": "--epochs 1 --width 8"}
+
+
+def test_adapter_dc_page(tmp_path: Path) -> None:
+    box = sandbox(tmp_path / "project", ["dc"])
+    data = write_mnist(tmp_path / "data", per_class=20, test_per_class=10)
+    text = script(DOCS / "adapter-dc.md", {"export BILP_DATA=$HOME/data": f"export BILP_DATA={data}", **TINY_SCORE,
+                                            "--Iteration 500": "--Iteration 0", "--Iteration 2000": "--Iteration 0",
+                                            "--ipc 10": "--ipc 1", "--epoch_eval_train 300": "--epoch_eval_train 2"})
+    ran = run(text, box, {})
+    assert "dc  " in ran.stdout and ran.stdout.count(" yes ") >= 1
+    for name in ("dc-mnist", "dm-mnist"):
+        assert json.loads((box / "runs" / name / "bilp" / "level1.json").read_text())["kept_per_class"] == [10] * 10
+        assert (box / "runs" / name / "bilp" / "level2.jsonl").read_text().count("\n") == 10
+    assert (box / "runs" / "report" / "report.md").is_file() and "mean = nan" not in ran.stdout
+    assert reverted(box, "dc")
+
+
+def test_adapter_mtt_page(tmp_path: Path) -> None:
+    for package in ("kornia", "wandb"):
+        pytest.importorskip(package, reason=f"MTT imports {package}: pip install -e '.[upstreams]'")
+    box = sandbox(tmp_path / "project", ["mtt"])
+    data = write_cifar10(tmp_path / "data", per_class=30, test_per_class=10)
+    launch = "bilp launch --seed 0 --threads 1 --skip-cifar-integrity third_party/mtt-distillation/{} --"
+    text = script(DOCS / "adapter-mtt.md", {
+        "export BILP_DATA=$HOME/data": f"export BILP_DATA={data}", "pip install -e '.[upstreams]'": "true",
+        **TINY_SCORE, "python third_party/mtt-distillation/buffer.py --dataset": launch.format("buffer.py") +
+        " --dataset", "python third_party/mtt-distillation/distill.py --dataset": launch.format("distill.py") +
+        " --dataset", "--model ConvNet": "--model ConvNetW32", "--train_epochs 50": "--train_epochs 2",
+        "--num_experts 100": "--num_experts 1 --save_interval 1", "--ipc 10": "--ipc 1",
+        "--syn_steps 30": "--syn_steps 2", "--expert_epochs 2": "--expert_epochs 1",
+        "--max_start_epoch 20": "--max_start_epoch 1", "--Iteration 5000": "--Iteration 2",
+        "--eval_it 500": "--eval_it 100", "--num_eval 5": "--num_eval 1", "--epoch_eval_train 1000":
+        "--epoch_eval_train 1"})
+    ran = run(text, box, {})
+    assert "level 1 only in this script" in ran.stdout
+    experts = box / "buffers" / "CIFAR10_NO_ZCA" / "ConvNetW32"
+    assert json.loads((experts / "bilp_subset.json").read_text())["kept"] == 150
+    assert json.loads((box / "runs" / "mtt-distill" / "level1.json").read_text())["kept"] == 150
+    assert list((box / "logged_files" / "CIFAR10").glob("*/images_0.pt"))
+    assert (box / "runs" / "mtt-report" / "report.md").is_file() and reverted(box, "mtt")
+
+
+def test_adapter_idc_page(tmp_path: Path) -> None:
+    box = sandbox(tmp_path / "project", ["idc"])
+    data = write_cifar10(tmp_path / "data", per_class=30, test_per_class=10)
+    imagenet = write_tree(tmp_path / "imagenet", classes=6, per_class=6)
+    condense = "bilp launch --seed 0 --cuda-to-cpu ../../third_party/Efficient-Dataset-Condensation/condense.py --"
+    text = script(DOCS / "adapter-idc.md", {
+        "export BILP_DATA=$HOME/data": f"export BILP_DATA={data}",
+        "export IMAGENET=$HOME/imagenet": f"export IMAGENET={imagenet}", **TINY_SCORE,
+        "--classes third_party/Efficient-Dataset-Condensation/misc/class100.txt": "--epochs 1 --width 8 "
+        "--image-size 16", condense: condense.replace("--cuda-to-cpu", "--cuda-to-cpu --threads 1 "
+                                                        "--skip-cifar-integrity"),
+        "--reproduce -d cifar10 -f 2 --ipc 10": "-d cifar10 -f 2 --ipc 1 --niter 1 --inner_loop 2 --width 0.0625 "
+        "--batch_real 8 --n_data 16 --batch_size 8 --metric mse", "--bilp-ite taylor": "--bilp-ite taylor "
+        "--bilp-interval 50", "--reproduce -d imagenet": "-d imagenet",
+        "--nclass 100 --dseed 0 --nclass_sub 20 --phase 0 --pt_from -1 -f 3 --ipc 10": "--nclass 6 --dseed 1 "
+        "--nclass_sub 1 --phase 1 --pt_from -1 -f 1 --ipc 1 --niter 1 --inner_loop 2 --width 0.0625 --n_data 0 "
+        "--batch_size 8 --workers 0 --bilp-interval 50"})
+    ran = run(text, box, {})
+    cifar = box / "runs" / "idc-cifar10"
+    assert json.loads((cifar / "bilp" / "level1.json").read_text())["kept_per_class"] == [21] * 10
+    assert torch.load(cifar / "results" / "test" / "data.pt")[0].shape == (10, 3, 32, 32)
+    mp = box / "runs" / "idc-imagenet100-phase0"
+    assert json.loads((mp / "level1.json").read_text())["kept_per_class"] == [5] * 6
+    assert {json.loads(line)["class"] for line in (mp / "level2.jsonl").read_text().splitlines()} == {1}
+    assert ("bilp: error: test.py parses IDC's --bilp flags (argument.py) but runs no BiLP" in ran.stderr
+            and "exit status 2" in ran.stdout)
+    assert (box / "runs" / "idc-report" / "report.md").is_file() and reverted(box, "idc")
+
+
+def test_adapter_idm_page(tmp_path: Path) -> None:
+    pytest.importorskip("kornia", reason="IDM's utils.py imports kornia: pip install -e '.[upstreams]'")
+    box = sandbox(tmp_path / "project", ["idm"])
+    data = write_cifar10(tmp_path / "data", per_class=30, test_per_class=10)
+    imagenet = write_tree(tmp_path / "imagenet", classes=6, per_class=8)
+    text = script(DOCS / "adapter-idm.md", {
+        "export BILP_DATA=$HOME/data": f"export BILP_DATA={data}",
+        "export IMAGENET=$HOME/imagenet": f"export IMAGENET={imagenet}", "pip install -e '.[upstreams]'": "true",
+        **TINY_SCORE, "--data-root $IMAGENET/train --out": "--data-root $IMAGENET/train --epochs 1 --width 8 "
+        "--image-size 16 --out", "python ../../third_party/IDM/IDM_cifar10.py --dataset": "bilp launch --seed 0 "
+        "--threads 1 --skip-cifar-integrity ../../third_party/IDM/IDM_cifar10.py -- --dataset",
+        "--model ConvNet --ipc 10": "--model ConvNet --ipc 1",
+        "--model ConvNet_6 --ipc 10": "--model ConvNet_6 --ipc 1",
+        "--num_exp 5 --num_eval 5": "--num_exp 1 --num_eval 1", "--eval_interval 100 --outer_loop": "--eval_interval "
+        "3 --Iteration 3 --epoch_eval_train 2 --batch_real 32 --trained_bs 64 --model_train_steps 2 --outer_loop",
+        "--eval_interval 1000": "--eval_interval 100 --Iteration 2 --nclass 6 --phase 0 --size 64 "
+        "--model_train_steps 1", "--batch_real 128": "--batch_real 4", "--batch_train 128": "--batch_train 8",
+        "--cuda-to-cpu": "--cuda-to-cpu --threads 1"})
+    run(text, box, {})
+    cifar = box / "runs" / "idm-cifar10"
+    assert json.loads((cifar / "bilp" / "level1.json").read_text())["kept_per_class"] == [24] * 10
+    assert (cifar / "res_DM_CIFAR10_ConvNet_1ipc.pt").is_file()
+    records = box / "runs" / "idm-imagenet" / "bilp"
+    assert json.loads((records / "level1.json").read_text())["kept_per_class"] == [7] * 6
+    assert (records / "level2.jsonl").read_text().count("\n") > 0
+    assert (box / "runs" / "idm-report" / "report.md").is_file() and reverted(box, "idm")
