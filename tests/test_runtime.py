@@ -167,11 +167,13 @@ def test_select_before_prune_is_a_clear_error(capsys: pytest.CaptureFixture[str]
 
 
 def test_an_existing_record_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused when the upstream parses its flags, before it loads anything."""
     run_loop(parse("--bilp", "--bilp-out", str(tmp_path)))
     runtime._session.record.close()  # type: ignore[union-attr]  # the first process ends
     runtime._session = None
-    assert "already holds a run record" in user_error(capsys, lambda: run_loop(parse("--bilp", "--bilp-out",
-                                                                                       str(tmp_path))))
+    with pytest.raises(SystemExit) as exit_info:
+        parse("--bilp", "--bilp-out", str(tmp_path))
+    assert exit_info.value.code == 2 and "already holds a run record" in capsys.readouterr().err
 
 
 def test_level2_refuses_a_level1_subset_with_fewer_than_2_rows_in_a_class(
