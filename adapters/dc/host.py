@@ -32,10 +32,10 @@ from bilp_plugin.lab.hosts import Point
 from bilp_plugin.runtime.record import write_result
 from bilp_plugin.tools import apply
 
-RESULT_GLOBALS = [np.float64(0).__reduce__()[0], np.dtype]
-"""What the upstream's result file holds besides tensors, lists and dicts: numpy float scalars (its accuracies,
-pickled as ``numpy._core.multiarray.scalar`` of a ``numpy.dtype``); the file is read with ``weights_only=True``
-and these alone allowed."""
+RESULT_GLOBALS = [np.float64(0).__reduce__()[0], np.dtype, type(np.dtype(np.float64))]
+"""What the upstream's result file holds besides tensors, lists and dicts: numpy float64 scalars (its accuracies,
+pickled as ``numpy._core.multiarray.scalar`` of a float64 ``numpy.dtype``); the file is read with
+``weights_only=True`` and these alone allowed."""
 DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR10"}
 """Our dataset names -> DatasetCondensation's ``--dataset`` (the two whose layouts ``BILP_DATA`` holds)."""
 TREE = "upstream-dc"
@@ -143,8 +143,8 @@ def read_accuracies(file: Path) -> list[float]:
             saved = torch.load(file, weights_only=True)
         return [float(a) for a in saved["accs_all_exps"]["ConvNet"]]
     except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as err:
-        raise BiLPError(f"cannot read the accuracies in {file} ({type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else ''}): see the log.txt beside it") from None
+        raise BiLPError(f"cannot read the accuracies in {file} ({type(err).__name__}): it is damaged, or holds "
+                        "more than tensors and numpy floats; see the log.txt beside it") from None
 
 
 def parse_result(run_dir: Path, args: argparse.Namespace, point: Point, n_real: int, seconds: float
