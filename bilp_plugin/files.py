@@ -23,7 +23,7 @@ from bilp_plugin.errors import BiLPError
 TMP_SUFFIX = ".bilp-tmp"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` runs on this machine."""
     try:
         os.kill(pid, 0)
@@ -39,7 +39,7 @@ def remove_leftovers(path: Path) -> None:
     git leaves beside a temporary index)."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*{TMP_SUFFIX}*"):
         pid = tmp.name[len(path.name) + 2:].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 

@@ -68,7 +68,7 @@ def interrupted(folder: Path) -> bool:
         pid, host = int(process["pid"]), process["host"]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return False
-    return host == socket.gethostname() and pid != os.getpid() and not files._alive(pid)
+    return host == socket.gethostname() and pid != os.getpid() and not files.process_alive(pid)
 
 
 def check_out(out: str | Path | None) -> Path | None:
