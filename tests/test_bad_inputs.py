@@ -105,6 +105,7 @@ def idx(path: Path, array: np.ndarray) -> None:
 
 
 def fake_mnist(root: Path, n: int = 40, truncate: bool = False) -> Path:
+    """An MNIST layout of ``n`` blank images (its training images cut short with ``truncate``)."""
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for prefix in ("train", "t10k"):
@@ -117,6 +118,7 @@ def fake_mnist(root: Path, n: int = 40, truncate: bool = False) -> Path:
 
 
 def fake_cifar(root: Path) -> Path:
+    """A CIFAR-10 layout of blank batches, one of them cut short."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
@@ -133,6 +135,10 @@ def make_clone(at: Path) -> Path:
     return clone("dc", at)
 
 
+HELD: list[int] = []
+"""Locks a case holds until its end."""
+
+
 def hold_apply_lock(clone: Path) -> None:
     """What a concurrent bilp-apply holds while it changes the checkout."""
     fd = os.open(clone / ".git", os.O_RDONLY)
@@ -140,14 +146,11 @@ def hold_apply_lock(clone: Path) -> None:
     HELD.append(fd)
 
 
-HELD: list[int] = []
-
-
 # -------------------------------------------------------------------------------------------------- cases
 @dataclass
 class Case:
-    """``argv`` of ``command`` (``{digits}``: a valid digits score file) in a fresh folder prepared by ``setup``;
-    refused with one line holding ``message``."""
+    """``argv`` of ``command`` (``bilp`` or ``bilp-apply``), run in a fresh folder prepared by ``setup`` (given the
+    folder and the digits labels), with ``env``; refused with one line holding ``message``."""
 
     name: str
     command: str
@@ -353,7 +356,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case: Case, here: Path, digit
     capsys.readouterr()
     main = cli.apply_main if case.command == "bilp-apply" else cli.main
     try:
-        status = main([a.format(here=here) for a in case.argv])
+        status = main(case.argv)
     except SystemExit as exit_info:  # argparse refuses a value as it parses it
         status = exit_info.code
     err = capsys.readouterr().err
