@@ -4,6 +4,9 @@ scores are made), with the checks of their values. The ``--bilp-*`` flags that f
 
 from __future__ import annotations
 
+import argparse
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +23,7 @@ ITE_METHODS: tuple[str, ...] = ("exact", "taylor", "taylor-sum")
 STATS: tuple[str, ...] = ("global", "class")
 RULES: tuple[str, ...] = ("relative", "paper")
 STRATA = 10
+SEED_LIMIT = 2**32
 
 
 def check_ratio(name: str, value: float) -> float:
@@ -33,6 +37,58 @@ def check_stratum(value: int | None) -> int | None:
     if value is not None and not 1 <= value <= STRATA:
         raise BiLPError(f"stratum must be in 1..{STRATA} (S1 = largest loss), got {value}")
     return value
+
+
+def check_at_least(name: str, value: int, low: int) -> int:
+    if value < low:
+        raise BiLPError(f"{name} must be >= {low}, got {value}")
+    return value
+
+
+def check_positive(name: str, value: float) -> float:
+    """A finite number > 0 (a learning rate)."""
+    if not (math.isfinite(value) and value > 0):
+        raise BiLPError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def check_eta(name: str, value: float) -> float:
+    if not 0.0 < value <= 1.0:
+        raise BiLPError(f"{name} must be in (0, 1], got {value}")
+    return value
+
+
+def check_seed(name: str, value: int) -> int:
+    if not 0 <= value < SEED_LIMIT:
+        raise BiLPError(f"{name} must be in 0..{SEED_LIMIT - 1}, got {value}")
+    return value
+
+
+def argtype(convert: Callable[[str], Any], check: Callable[[Any], Any] | None = None) -> Callable[[str], Any]:
+    """An argparse ``type``: ``convert`` then ``check`` the text; a ``ValueError`` or :class:`BiLPError` becomes
+    argparse's own one-line error (exit status 2), at parse time, before any work."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+            return check(value) if check else value
+        except (ValueError, BiLPError) as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse
+
+
+def ratio_type(name: str) -> Callable[[str], float]:
+    return argtype(float, lambda v: check_ratio(name, v))
+
+
+def count_type(name: str, low: int = 1) -> Callable[[str], int]:
+    return argtype(int, lambda v: check_at_least(name, v, low))
+
+
+def seed_type(name: str) -> Callable[[str], int]:
+    return argtype(int, lambda v: check_seed(name, v))
 
 
 @dataclass
@@ -95,14 +151,14 @@ class BiLPConfig:
             raise BiLPError(f"--bilp-rule must be one of {', '.join(RULES)}, got {self.rule!r}")
         if self.stats not in STATS:
             raise BiLPError(f"--bilp-stats must be one of {', '.join(STATS)}, got {self.stats!r}")
-        if not 0.0 < self.eta <= 1.0:
-            raise BiLPError(f"--bilp-eta must be in (0, 1], got {self.eta}")
-        if self.interval < 1:
-            raise BiLPError(f"--bilp-interval must be >= 1, got {self.interval}")
-        if self.min_keep < 1:
-            raise BiLPError(f"--bilp-min-keep must be >= 1, got {self.min_keep}")
-        if self.score_epochs < 1:
-            raise BiLPError(f"--bilp-score-epochs must be >= 1, got {self.score_epochs}")
+        check_eta("--bilp-eta", self.eta)
+        check_at_least("--bilp-interval", self.interval, 1)
+        check_at_least("--bilp-min-keep", self.min_keep, 1)
+        check_at_least("--bilp-score-epochs", self.score_epochs, 1)
+        check_seed("--bilp-seed", self.seed)
+        if self.scores is not None and not self.scores.strip():
+            raise BiLPError("--bilp-scores names no file: pass a score file, or leave the flag out to score on "
+                            "the fly")
 
     @property
     def level1(self) -> bool:

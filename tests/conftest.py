@@ -19,7 +19,7 @@ def fresh_bilp_session(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(runtime, "_session", None)
     yield
     if runtime._session is not None:
-        runtime._session.record.close()
+        runtime._session.close()
 
 
 def _data_root() -> Path:

@@ -221,3 +221,20 @@ def test_bilp_apply_then_revert_round_trips_a_clone_byte_for_byte(tmp_path: Path
     assert apply_main([*adapter, "--revert"]) == 0
     assert {p: (tmp_path / "clone" / p).read_bytes() for p in files} == files
     assert clone.git.status("--porcelain") == ""
+
+
+class Payload:
+    """Unpickling this would run ``print``: a result file must never do that."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return print, ("code from the result file ran",)
+
+
+def test_result_file_is_read_without_running_its_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bilp_adapters.dc.host import read_accuracies
+
+    file = tmp_path / "res.pt"
+    torch.save({"accs_all_exps": {"ConvNet": [Payload()]}}, file)
+    with pytest.raises(BiLPError, match="cannot read the accuracies in .*res.pt"):
+        read_accuracies(file)
+    assert "ran" not in capsys.readouterr().out

@@ -113,6 +113,7 @@ def test_bilp_values_survive_wandb_disabled_config(monkeypatch: pytest.MonkeyPat
     wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.chdir(tmp_path)
+    Path("s.json").write_text("[0.5, 0.25]")  # --bilp-scores is read when the flags are parsed
     parser = argparse.ArgumentParser()
     parser.add_argument("--ipc", type=int, default=1)
     flags.add_arguments(parser)

@@ -14,7 +14,7 @@ PACKAGES = {"bilp_plugin": ROOT / "bilp_plugin", "bilp_adapters": ROOT / "adapte
 LAYERS = ["core", "method", "runtime", "tools", "lab", "adapters", "commands"]
 """Lowest first: a module may import its own layer and those before it."""
 CORE = {"bilp_plugin", "bilp_plugin.errors", "bilp_plugin.logs", "bilp_plugin.config", "bilp_plugin.hookspecs",
-        "bilp_plugin.manager", "bilp_plugin.__main__", "bilp_plugin.cli"}
+        "bilp_plugin.files", "bilp_plugin.manager", "bilp_plugin.__main__", "bilp_plugin.cli"}
 
 
 def modules() -> dict[str, Path]:

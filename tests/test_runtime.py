@@ -167,21 +167,34 @@ def test_select_before_prune_is_a_clear_error(capsys: pytest.CaptureFixture[str]
 
 
 def test_an_existing_record_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused when the upstream parses its flags, before it loads anything."""
     run_loop(parse("--bilp", "--bilp-out", str(tmp_path)))
     runtime._session.record.close()  # type: ignore[union-attr]  # the first process ends
     runtime._session = None
-    assert "already holds a run record" in user_error(capsys, lambda: run_loop(parse("--bilp", "--bilp-out",
-                                                                                       str(tmp_path))))
+    with pytest.raises(SystemExit) as exit_info:
+        parse("--bilp", "--bilp-out", str(tmp_path))
+    assert exit_info.value.code == 2 and "already holds a run record" in capsys.readouterr().err
 
 
 def test_level2_refuses_a_level1_subset_with_fewer_than_2_rows_in_a_class(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """For every upstream, before any matching step: the ITE needs at least 2 real rows per batch."""
     args = parse("--bilp", "--bilp-alpha", "0.95", "--bilp-criterion", "random", "--bilp-beta", "0.3",
-                 "--bilp-out", str(tmp_path))
+                 "--bilp-out", str(tmp_path / "run"))
     line = user_error(capsys, lambda: run_loop(args))
     assert "leaves fewer than 2 samples in 3 class(es) (class 0: 1, class 1: 1, class 2: 1)" in line
     assert "level 2's ITE needs at least 2 real rows per batch" in line and ToyAdapter.calls == 0
+    assert list(tmp_path.iterdir()) == []  # a refused run leaves no record
+
+
+def test_a_refusal_after_the_record_began_removes_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``restrict_real`` runs once the record exists; its refusal removes what this run wrote, and only that."""
+    (tmp_path / "mine.txt").write_text("kept")
+    args = parse("--bilp", "--bilp-alpha", "0.5", "--bilp-criterion", "random", "--bilp-out", str(tmp_path / "a"))
+    line = user_error(capsys, lambda: runtime.prune_real(args, {"not": "restrictable"}, torch.arange(6) % 3,
+                                                         upstream="toy", dataset="toy"))
+    assert "cannot restrict a dict" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
 
 
 def test_unknown_upstream(capsys: pytest.CaptureFixture[str]) -> None:

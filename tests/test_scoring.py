@@ -117,7 +117,7 @@ def test_score_file_records_how_it_was_made(digits: RealSet) -> None:
 
 @pytest.mark.parametrize("change, message", [({"mode": "max"}, "mode must be one of mean, final, got 'max'"),
                                              ({"epochs": 0}, "epochs must be >= 1, got 0"),
-                                             ({"lr": 0.0}, "lr must be > 0"),
+                                             ({"lr": 0.0}, "lr must be a finite number > 0"),
                                              ({"device": "gpu7"}, "unknown device 'gpu7'")])
 def test_bad_recipe_is_an_error(digits: RealSet, change: dict, message: str) -> None:
     with pytest.raises(BiLPError, match=message):

@@ -87,8 +87,9 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path: Path, fake: Fak
                                                   ("--seeds", "a", "comma-separated integers")])
 def test_bad_lists_are_errors(tmp_path: Path, fake: FakeHost, capsys: pytest.CaptureFixture[str], flag: str,
                               value: str, message: str) -> None:
-    assert main(["sweep", flag, value, "--out", str(tmp_path)]) == 2
-    assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused as the command line is parsed
+        main(["sweep", flag, value, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_tiny_sweep_on_the_builtin_host_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

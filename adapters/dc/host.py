@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import subprocess
 import sys
 import time
@@ -25,11 +26,16 @@ import git
 import numpy as np
 import torch
 
+from bilp_plugin import files
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.lab.hosts import Point
 from bilp_plugin.runtime.record import write_result
 from bilp_plugin.tools import apply
 
+RESULT_GLOBALS = [np.float64(0).__reduce__()[0], np.dtype, type(np.dtype(np.float64))]
+"""What the upstream's result file holds besides tensors, lists and dicts: numpy float64 scalars (its accuracies,
+pickled as ``numpy._core.multiarray.scalar`` of a float64 ``numpy.dtype``); the file is read with
+``weights_only=True`` and these alone allowed."""
 DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR10"}
 """Our dataset names -> DatasetCondensation's ``--dataset`` (the two whose layouts ``BILP_DATA`` holds)."""
 TREE = "upstream-dc"
@@ -70,7 +76,7 @@ def materialise(dest: Path, root: Path | None = None) -> Path:
         marker = dest / ".bilp-tree"
         if not (marker.is_file() and marker.read_text() == tree):
             apply.export_tree(repo, tree, dest)
-            marker.write_text(tree)
+            files.write_text(marker, tree)
     return dest
 
 
@@ -129,6 +135,18 @@ def eval_epochs(args: argparse.Namespace) -> int:
     return int(args.eval_epochs)
 
 
+def read_accuracies(file: Path) -> list[float]:
+    """The test accuracies of the upstream's result file (``accs_all_exps['ConvNet']``), read without running any
+    code the file may hold (``weights_only``, numpy scalars allowed: :data:`RESULT_GLOBALS`)."""
+    try:
+        with torch.serialization.safe_globals(RESULT_GLOBALS):
+            saved = torch.load(file, weights_only=True)
+        return [float(a) for a in saved["accs_all_exps"]["ConvNet"]]
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as err:
+        raise BiLPError(f"cannot read the accuracies in {file} ({type(err).__name__}): it is damaged, or holds "
+                        "more than tensors and numpy floats; see the log.txt beside it") from None
+
+
 def parse_result(run_dir: Path, args: argparse.Namespace, point: Point, n_real: int, seconds: float
                  ) -> dict[str, Any]:
     """The upstream's saved accuracies as a ``result.json`` dict. ``distill_s`` is the record's matching-loop
@@ -136,7 +154,7 @@ def parse_result(run_dir: Path, args: argparse.Namespace, point: Point, n_real: 
     file = run_dir / "upstream" / f"res_{args.method}_{DATASETS[args.dataset]}_ConvNet_{args.ipc}ipc.pt"
     if not file.is_file():
         raise BiLPError(f"the upstream wrote no {file.name} in {file.parent}: see its log.txt there")
-    accs = [float(a) for a in torch.load(file, weights_only=False)["accs_all_exps"]["ConvNet"]]
+    accs = read_accuracies(file)
     level1 = run_dir / "level1.json"
     kept = json.loads(level1.read_text())["kept"] if level1.is_file() else n_real
     distill = json.loads((run_dir / "summary.json").read_text()).get("matching_loop_s") or 0.0

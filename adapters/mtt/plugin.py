@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bilp_plugin import hookimpl
+from bilp_plugin import files, hookimpl
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.level1 import Subset
@@ -163,9 +163,8 @@ def record_subset(folder: Path, subset: dict[str, Any], kept: np.ndarray | None)
             raise BiLPError(f"{folder} holds experts trained on {subset_text(existing)}; this run would add experts "
                             f"trained on {subset_text(subset)}: use another --buffer_path")
         return
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / KEPT_FILE, np.arange(subset["n"], dtype=np.int64) if kept is None else kept)
-    (folder / SUBSET_FILE).write_text(json.dumps(subset, indent=1))
+    files.save_npy(folder / KEPT_FILE, np.arange(subset["n"], dtype=np.int64) if kept is None else kept)
+    files.write_json(folder / SUBSET_FILE, subset)
 
 
 def verify_subset(folder: Path, subset: dict[str, Any]) -> None:

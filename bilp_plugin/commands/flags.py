@@ -1,13 +1,34 @@
-"""Flags that several commands share, each defined once here."""
+"""Flags that several commands share, each defined once here, with their argparse types (each value is checked
+when the command line is parsed) and the checks of the flags together (:func:`check_host_flags`), run before any
+file is written or any work begins."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from bilp_plugin.lab.datasets import DATASETS
+from bilp_plugin.config import ScoringConfig, argtype, check_seed, count_type
+from bilp_plugin.errors import BiLPError
+from bilp_plugin.lab import hosts
+from bilp_plugin.lab.datasets import DATASETS, load_dataset
 from bilp_plugin.lab.host import METHODS
 from bilp_plugin.manager import adapter_entry_points
+from bilp_plugin.method import scorefile
+from bilp_plugin.method.empirical_loss import check_config
+
+
+def file_name(text: str) -> str:
+    """A path that names something (argparse type)."""
+    if not text.strip():
+        raise BiLPError("an empty path names no file: pass a file name")
+    return text
+
+
+def seed_list(text: str) -> str:
+    """Comma-separated seeds (argparse type; the text is kept, :func:`hosts.parse_seeds` reads it)."""
+    for seed in hosts.parse_seeds(text):
+        check_seed("--seeds", seed)
+    return text
 
 
 def add_data_flags(p: argparse.ArgumentParser, required: bool, default: str | None = None) -> None:
@@ -33,16 +54,30 @@ def add_host_flags(p: argparse.ArgumentParser, iterations: int, seeds: str) -> N
                         "builtin")
     p.add_argument("--method", choices=METHODS, default="DM", help="distribution or gradient matching")
     add_data_flags(p, required=False, default="digits")
-    p.add_argument("--ipc", type=int, default=1, help="synthetic images per class")
-    p.add_argument("--iterations", type=int, default=iterations, help="updates of the synthetic set")
-    p.add_argument("--batch-real", type=int, default=64, help="real batch per class and matching step")
-    p.add_argument("--width", type=int, default=32, help="ConvNet width (built-in host and scoring)")
-    p.add_argument("--eval-models", type=int, default=3, help="fresh networks trained on each synthetic set")
-    p.add_argument("--eval-epochs", type=int, default=150, help="their training epochs")
-    p.add_argument("--seeds", default=seeds, help="comma-separated distillation seeds")
-    p.add_argument("--scores", default=None, help="level-1 score file to use instead of scoring the dataset")
-    p.add_argument("--score-epochs", type=int, default=10, help="epochs of empirical-loss scoring")
+    p.add_argument("--ipc", type=count_type("--ipc"), default=1, help="synthetic images per class")
+    p.add_argument("--iterations", type=count_type("--iterations", 0), default=iterations,
+                   help="updates of the synthetic set")
+    p.add_argument("--batch-real", type=count_type("--batch-real"), default=64,
+                   help="real batch per class and matching step")
+    p.add_argument("--width", type=count_type("--width"), default=32, help="ConvNet width (built-in host and scoring)")
+    p.add_argument("--eval-models", type=count_type("--eval-models"), default=3,
+                   help="fresh networks trained on each synthetic set")
+    p.add_argument("--eval-epochs", type=count_type("--eval-epochs"), default=150, help="their training epochs")
+    p.add_argument("--seeds", type=argtype(seed_list), default=seeds, help="comma-separated distillation seeds")
+    p.add_argument("--scores", type=argtype(file_name), default=None,
+                   help="level-1 score file to use instead of scoring the dataset")
+    p.add_argument("--score-epochs", type=count_type("--score-epochs"), default=10,
+                   help="epochs of empirical-loss scoring")
     p.add_argument("--device", default="cpu", help="device of the built-in host and of scoring (dc picks its own)")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--jobs", type=count_type("--jobs"), default=min(2, os.cpu_count() or 1),
                    help="runs in parallel (processes; default: min(2, CPUs))")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--threads", type=count_type("--threads"), default=1, help="torch threads per run")
+
+
+def check_host_flags(args: argparse.Namespace) -> None:
+    """The flags of :func:`add_host_flags` together, before any file is written: the device exists, the dataset
+    loads, and a ``--scores`` file is a score file of that dataset."""
+    check_config(ScoringConfig(device=args.device))
+    labels = load_dataset(args.dataset, args.data_root).labels
+    if args.scores:
+        scorefile.check_matches(scorefile.load(args.scores), labels, args.dataset)

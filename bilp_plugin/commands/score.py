@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bilp_plugin.commands.flags import add_data_flags, default_device
-from bilp_plugin.config import ScoringConfig
+from bilp_plugin import files
+from bilp_plugin.commands.flags import add_data_flags, default_device, file_name
+from bilp_plugin.config import ScoringConfig, argtype, check_positive, count_type, seed_type
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.lab import folders
 from bilp_plugin.lab.datasets import load_dataset
@@ -24,18 +25,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=folders.DEFAULT_SIZE,
                    help="imagefolder: images are resized and centre-cropped to this size for scoring")
     p.add_argument("--model", default="convnet", help="convnet (ConvNet-D, width W, instance norm, as in DC)")
-    p.add_argument("--width", type=int, default=128, help="ConvNet width")
-    p.add_argument("--depth", type=int, default=3, help="ConvNet depth")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs per trial")
-    p.add_argument("--trials", type=int, default=1, help="independent trials (seeds seed..seed+T-1) averaged")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--width", type=count_type("--width"), default=128, help="ConvNet width")
+    p.add_argument("--depth", type=count_type("--depth"), default=3, help="ConvNet depth")
+    p.add_argument("--epochs", type=count_type("--epochs"), default=10, help="training epochs per trial")
+    p.add_argument("--trials", type=count_type("--trials"), default=1,
+                   help="independent trials (seeds seed..seed+T-1) averaged")
+    p.add_argument("--batch-size", type=count_type("--batch-size"), default=256)
+    p.add_argument("--lr", type=argtype(float, lambda v: check_positive("--lr", v)), default=0.01)
     p.add_argument("--mode", choices=("mean", "final"), default="mean",
                    help="mean: loss of the training forward passes, averaged over epochs; final: loss of the "
                         "trained network in eval mode")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_type("--seed"), default=0)
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--out", required=True, help="score file to write (.npz)")
+    p.add_argument("--out", required=True, type=argtype(file_name), help="score file to write (.npz)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(run=run)
     return p
@@ -46,18 +48,19 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise BiLPError(f"--out must name a .npz file, got {args.out}")
-    if out.exists() and not args.force:
-        raise BiLPError(f"--out {out} exists: pass --force to overwrite it")
+    files.check_new_file(out, "--out", args.force)
     if args.model != "convnet":
         raise BiLPError(f"--model must be convnet (the only scoring model), got {args.model!r}")
-    world, device = data_parallel.init_from_env(args.device or default_device())
     config = ScoringConfig(model_width=args.width, model_depth=args.depth, epochs=args.epochs,
                            trials=args.trials, batch_size=args.batch_size, lr=args.lr, mode=args.mode,
-                           seed=args.seed, device=device, progress=world.is_main)
+                           seed=args.seed, device=args.device or default_device())
     check_config(config)
+    data_parallel.world_size()
     options = ({"classes": folders.class_list(args.classes), "image_size": args.image_size}
                if args.dataset == "imagefolder" else {})
     dataset = load_dataset(args.dataset, args.data_root, **options)
+    world, config.device = data_parallel.init_from_env(config.device)
+    config.progress = world.is_main
     score_file = get_manager().score_samples(dataset, config)
     if not world.is_main:
         data_parallel.finish()

@@ -14,6 +14,9 @@ channel with the mean/std DatasetCondensation's ``utils.get_dataset`` uses (bit-
 * ``cifar100``, ``svhn``: through torchvision with ``download=False`` (``<root>/cifar-100-python``,
   ``<root>/{train,test}_32x32.mat``; SVHN needs scipy).
 * ``imagefolder`` (ImageNet subsets), ``tinyimagenet``: :mod:`bilp_plugin.lab.folders` (training split only).
+
+CIFAR batches are pickles, which can run code when read: the data root must be trusted (as with torchvision).
+A truncated or damaged file is refused with one line naming it.
 """
 
 from __future__ import annotations
@@ -112,7 +115,11 @@ def _mnist_like(folder: str, fix: str) -> Callable[[Path, bool], tuple[torch.Ten
         _require(root / folder / "raw", [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"],
                  fix.format(root=root))
         cls = datasets.MNIST if folder == "MNIST" else datasets.FashionMNIST
-        data = cls(str(root), train=train, download=False)
+        try:
+            data = cls(str(root), train=train, download=False)
+        except (RuntimeError, ValueError, OSError, EOFError) as err:
+            raise BiLPError(f"cannot read the {folder} files under {root / folder / 'raw'} ({err}): one is truncated "
+                            f"or damaged; {fix.format(root=root)}") from None
         return _unit(data.data.unsqueeze(1)), data.targets
 
     return load
@@ -125,10 +132,15 @@ def _cifar10(root: Path, train: bool) -> tuple[torch.Tensor, np.ndarray]:
              f"extract the official cifar-10-python.tar.gz into {root} ({DATA_DOC})")
     pixels, labels = [], []
     for file in files:
-        with open(folder / file, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
-        pixels.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(batch["labels"])
+        try:
+            with open(folder / file, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")
+            pixels.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(batch["labels"])
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, KeyError) as err:
+            raise BiLPError(f"cannot read {folder / file} ({type(err).__name__}: {err}): it is truncated or not a "
+                            f"CIFAR-10 batch; extract the official cifar-10-python.tar.gz into {root} again "
+                            f"({DATA_DOC})") from None
     return _unit(np.concatenate(pixels)), np.asarray(labels, dtype=np.int64)
 
 

@@ -21,7 +21,6 @@ Cost of the defaults: about 3 CPU-minutes in all (22 runs, two at a time).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -29,6 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bilp_plugin import files
 from bilp_plugin.lab import hosts
 from bilp_plugin.config import STRATA, check_ratio
 from bilp_plugin.errors import BiLPError
@@ -62,14 +62,21 @@ def label(setting: str, args: argparse.Namespace) -> str:
             "random": f"random subset (alpha={args.alpha:g})"}.get(setting, f"loss stratum {setting}")
 
 
-def prepare(out: Path, force: bool) -> None:
-    """An empty or new ``out``; with ``force``, a previous demo folder there is removed first."""
+def check_out(out: Path, force: bool) -> None:
+    """Refuse, before any work, an ``out`` that is neither new, nor empty, nor (with ``force``) a demo folder."""
+    files.check_folder(out, "--out")
     if out.exists() and any(out.iterdir()):
         if not force:
             raise BiLPError(f"{out} exists and is not empty: pass --force to replace it, or choose another --out")
         if not (out / MARKER).is_file():
             raise BiLPError(f"{out} is not a demo folder (no {MARKER}): --force replaces only demo folders; "
                             "choose another --out")
+
+
+def prepare(out: Path, force: bool) -> None:
+    """An empty or new ``out``; with ``force``, a previous demo folder there is removed first."""
+    check_out(out, force)
+    if out.exists() and any(out.iterdir()):
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -80,9 +87,16 @@ def run(args: argparse.Namespace) -> int:
     check_ratio("--beta", args.beta)
     start = time.perf_counter()
     out = Path(args.out)
+    check_out(out, args.force)
+    new = not out.exists()
     prepare(out, args.force)
-    (out / MARKER).write_text(json.dumps({"argv": sys.argv, **vars(args)}, indent=1, default=str))
-    host = hosts.make_host(args, out)
+    files.write_json(out / MARKER, {"argv": sys.argv, **vars(args)}, default=str)
+    try:
+        host = hosts.make_host(args, out)
+    except BiLPError:
+        if new:  # refused: leave nothing behind
+            shutil.rmtree(out)
+        raise
     scores = hosts.score_file(args, out)
     table = points(args)
     say(f"demo: {sum(map(len, table.values()))} runs on the {host.name} host, {args.jobs} at a time")
@@ -92,11 +106,11 @@ def run(args: argparse.Namespace) -> int:
     rows = [{"setting": s, "label": label(s, args), **hosts.summary(results[s])} for s in SETTINGS]
     wall = time.perf_counter() - start
     markdown = table_markdown(rows, args, host.name, wall)
-    (out / "results.md").write_text(markdown)
-    (out / "results.json").write_text(json.dumps(
-        {"host": host.name, "args": vars(args), "wall_s": wall, "rows": rows,
-         "points": {s: [asdict(p) for p in g] for s, g in table.items()}, "results": results},
-        indent=1, default=str))
+    files.write_text(out / "results.md", markdown)
+    files.write_json(out / "results.json",
+                     {"host": host.name, "args": vars(args), "wall_s": wall, "rows": rows,
+                      "points": {s: [asdict(p) for p in g] for s, g in table.items()}, "results": results},
+                     default=str)
     print(markdown)
     from bilp_plugin.lab.report import write_report
 

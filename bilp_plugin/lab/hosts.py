@@ -112,6 +112,7 @@ def score_file(args: argparse.Namespace, out: Path) -> Path:
         return Path(args.scores).resolve()
     path = out / "scores.npz"
     if path.exists():
+        scorefile.load(path)  # a damaged one is refused here, not in every run
         return path.resolve()
     dataset = load_dataset(args.dataset, args.data_root)
     torch.set_num_threads(max(1, args.jobs * args.threads))  # scoring has the machine to itself

@@ -3,6 +3,7 @@ the Markdown lines that show them, or raises :class:`Skip` saying which data is 
 
 from __future__ import annotations
 
+import io
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from bilp_plugin import files
 from bilp_plugin.method import level1
 from bilp_plugin.config import STRATA
 from bilp_plugin.errors import BiLPError
@@ -31,8 +33,10 @@ class Skip(Exception):
 
 def _save(fig: Any, out: Path, name: str) -> str:
     fig.tight_layout()
-    fig.savefig(out / name, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
+    files.write_bytes(out / name, png.getvalue())
     return name
 
 

@@ -23,8 +23,15 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from bilp_plugin import files
+from bilp_plugin.errors import BiLPError
 from bilp_plugin.lab import plots
 from bilp_plugin.runtime.record import Run, find_runs
+
+REPORT = "report.md"
+TITLE = "# BiLP report: "
+"""The first line of every report this module writes: a folder holding another ``report.md`` is never written
+into."""
 
 
 def _pct(values: list[float]) -> str:
@@ -46,11 +53,23 @@ def runs_table(runs: list[Run]) -> list[str]:
     return lines
 
 
+def check_out(out: Path) -> None:
+    """Refuse an output folder that cannot be written, or that holds files other than an earlier report."""
+    files.check_folder(out, "--out")
+    report = out / REPORT
+    if report.is_dir() or report.is_file() and not report.read_bytes().startswith(TITLE.encode()):
+        raise BiLPError(f"{report} exists and is not a report of `bilp report`: choose another --out")
+    if not report.exists() and out.is_dir() and any(out.iterdir()):
+        raise BiLPError(f"--out {out} holds other files: choose a new or empty folder (or one holding an earlier "
+                        "report)")
+
+
 def write_report(paths: list[Path], out: Path) -> Path:
     """Write ``out/report.md`` and its PNGs; returns the Markdown file."""
     runs = find_runs([Path(p) for p in paths])
+    check_out(out)
     out.mkdir(parents=True, exist_ok=True)
-    sections = [f"# BiLP report: {len(runs)} run(s)", "", *runs_table(runs), ""]
+    sections = [f"{TITLE}{len(runs)} run(s)", "", *runs_table(runs), ""]
     for title, make in plots.SECTIONS:
         sections += [f"## {title}", ""]
         try:
@@ -58,6 +77,6 @@ def write_report(paths: list[Path], out: Path) -> Path:
         except plots.Skip as skip:
             lines = [f"Skipped: {skip}."]
         sections += [*lines, ""]
-    report = out / "report.md"
-    report.write_text("\n".join(sections))
+    report = out / REPORT
+    files.write_text(report, "\n".join(sections))
     return report

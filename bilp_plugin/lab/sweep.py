@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from bilp_plugin import files
 from bilp_plugin.lab import hosts
 from bilp_plugin.config import check_ratio
 from bilp_plugin.errors import BiLPError
@@ -31,7 +32,7 @@ FIXED = ("method", "dataset", "ipc", "iterations", "batch_real", "width", "eval_
 """The settings every point of one sweep shares (``sweep.json``)."""
 
 
-def _alphas(text: str) -> list[float]:
+def parse_alphas(text: str) -> list[float]:
     try:
         values = sorted({float(a) for a in text.split(",") if a.strip()})
     except ValueError:
@@ -43,7 +44,7 @@ def _alphas(text: str) -> list[float]:
     return [a for a in values if a > 0]
 
 
-def _criteria(text: str) -> list[str]:
+def parse_criteria(text: str) -> list[str]:
     values = [c.strip() for c in text.split(",") if c.strip()]
     bad = [c for c in values if c not in CRITERIA]
     if bad or not values:
@@ -58,36 +59,51 @@ def points(alphas: list[float], seeds: list[int], criteria: list[str]) -> list[h
                    for a in alphas for c in criteria for s in seeds]
 
 
+def _stored(file: Path, what: str) -> dict[str, Any]:
+    """A JSON object the sweep wrote earlier; a damaged one is refused with the way out."""
+    try:
+        value = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        value = err
+    if not isinstance(value, dict):
+        raise BiLPError(f"{file} is damaged ({value}): delete it to {what}")
+    return value
+
+
 def check_settings(out: Path, args: argparse.Namespace, host: str) -> None:
-    """Write ``sweep.json``, or refuse when the folder holds a sweep of other settings."""
+    """Refuse when ``out`` holds a sweep of other settings (``sweep.json``), before anything is written."""
     settings = {"host": host, **{k: getattr(args, k) for k in FIXED}}
     file = out / "sweep.json"
     if file.is_file():
-        old = json.loads(file.read_text())
+        old = _stored(file, "start the sweep afresh (its finished points stay in points/)")
         diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
         if diff:
             changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise BiLPError(f"{out} holds a sweep with other settings ({changes}): use the same settings to "
                             "resume it, or another --out")
-    else:
-        file.write_text(json.dumps(settings, indent=1))
+
+
+def write_settings(out: Path, args: argparse.Namespace, host: str) -> None:
+    file = out / "sweep.json"
+    if not file.is_file():
+        files.write_json(file, {"host": host, **{k: getattr(args, k) for k in FIXED}})
 
 
 def run_point(host: hosts.Host, point: hosts.Point, out: Path, scores: Path) -> dict[str, Any]:
     """The point's stored result, or run it (an unfinished run folder is cleared first) and store it."""
     stored = out / "points" / f"{point.name}.json"
     if stored.is_file():
-        return json.loads(stored.read_text())["result"]
+        result = _stored(stored, f"run point {point.name} again").get("result")
+        if not isinstance(result, dict):
+            raise BiLPError(f"{stored} holds no result: delete it to run point {point.name} again")
+        return result
     run_dir = out / "runs" / point.name
     if run_dir.exists():
         say(f"sweep: {point.name} was interrupted; running it again")
         shutil.rmtree(run_dir)
     say(f"sweep: running {point.name}")
     result = host.run(point, run_dir, scores)
-    stored.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stored.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"point": vars(point), "result": result}, indent=1))
-    tmp.replace(stored)
+    files.write_json(stored, {"point": vars(point), "result": result})
     return result
 
 
@@ -103,11 +119,12 @@ def max_alpha(base: dict[str, Any], by_alpha: dict[float, dict[str, Any]]) -> fl
 
 def run(args: argparse.Namespace) -> int:
     """The sweep of the module docstring, for ``bilp sweep``'s parsed options."""
-    alphas, seeds, criteria = _alphas(args.alphas), hosts.parse_seeds(args.seeds), _criteria(args.criteria)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    alphas, seeds = parse_alphas(args.alphas), hosts.parse_seeds(args.seeds)
+    criteria = parse_criteria(args.criteria)
+    out = files.check_folder(Path(args.out), "--out")
     host = hosts.make_host(args, out)
     check_settings(out, args, host.name)
+    write_settings(out, args, host.name)
     scores = hosts.score_file(args, out)
     todo = points(alphas, seeds, criteria)
     results = dict(zip((p.name for p in todo),
@@ -117,10 +134,10 @@ def run(args: argparse.Namespace) -> int:
              for c in criteria}
     best = {c: max_alpha(base, table[c]) for c in criteria}
     markdown = sweep_markdown(args, base, table, best, seeds)
-    (out / "sweep.md").write_text(markdown)
-    (out / "sweep-results.json").write_text(json.dumps(
-        {"baseline": base, "by_alpha": {c: {str(a): s for a, s in t.items()} for c, t in table.items()},
-         "max_alpha": best, "seeds": seeds}, indent=1))
+    files.write_text(out / "sweep.md", markdown)
+    files.write_json(out / "sweep-results.json",
+                     {"baseline": base, "by_alpha": {c: {str(a): s for a, s in t.items()} for c, t in table.items()},
+                      "max_alpha": best, "seeds": seeds})
     print(markdown)
     return 0
 

@@ -63,17 +63,35 @@ def current() -> World:
     return World()
 
 
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise BiLPError(f"{name}={text!r} is not a count: unset it, or let torchrun set it")
+    return value
+
+
+def world_size() -> int:
+    """``WORLD_SIZE`` (1 when unset), checked."""
+    return _env_int("WORLD_SIZE", 1)
+
+
 def init_from_env(device: str) -> tuple[World, str]:
     """Join ``torchrun``'s process group when ``WORLD_SIZE`` > 1 (gloo on CPU, nccl on CUDA; each rank on
     ``cuda:LOCAL_RANK``); returns the world and the device this rank uses."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = world_size()
     if size <= 1:
         return World(), device
     if not dist.is_available():
         raise BiLPError(f"WORLD_SIZE={size} but this torch build has no torch.distributed: run one process")
     kind = torch.device(device).type
     if kind == "cuda":
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        device = f"cuda:{_env_int('LOCAL_RANK', 0)}"
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if kind == "cuda" else "gloo")

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from bilp_plugin import hookimpl
 from bilp_plugin.method import data_parallel, scorefile
-from bilp_plugin.config import ScoringConfig
+from bilp_plugin.config import ScoringConfig, check_positive
 from bilp_plugin.method.realset import RealSet
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.convnet import ConvNet
@@ -63,8 +63,7 @@ def check_config(config: ScoringConfig) -> torch.device:
     for name in ("epochs", "trials", "batch_size", "model_width", "model_depth"):
         if getattr(config, name) < 1:
             raise BiLPError(f"scoring {name} must be >= 1, got {getattr(config, name)}")
-    if config.lr <= 0:
-        raise BiLPError(f"scoring lr must be > 0, got {config.lr}")
+    check_positive("scoring lr", config.lr)
     try:
         device = torch.device(config.device)
     except RuntimeError:

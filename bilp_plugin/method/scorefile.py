@@ -12,14 +12,16 @@ Format (``bilp score`` writes it; ``numpy.load(path)`` reads it, no pickle):
 
 The authors' files (``{DATASET}_{Indicator}.json``) are flat JSON lists of floats; they carry no labels, so they
 are checked against the dataset they are used with by length only.
+
+A file is refused when it is not self-consistent: its arrays against its own ``meta`` (``n``, ``labels_sha256``),
+scores that are not finite numbers (strings and booleans included), labels that are not non-negative integers
+below the number of samples.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from bilp_plugin import __version__, hookimpl
+from bilp_plugin import __version__, files, hookimpl
 from bilp_plugin.errors import BiLPError
 
 FORMAT = "bilp-scores/1"
@@ -98,56 +100,80 @@ def save(path: str | Path, score_file: ScoreFile, force: bool = False) -> str:
     path = Path(path)
     if path.suffix != ".npz":
         raise BiLPError(f"score files are .npz: got {path}")
-    if path.exists() and not force:
-        raise BiLPError(f"{path} exists: pass --force to overwrite it")
+    files.check_new_file(path, "score file", force)
     check_finite(score_file.scores, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, scores=np.asarray(score_file.scores, dtype=np.float64),
-                     labels=np.asarray(score_file.labels, dtype=np.int64),
-                     meta=np.array(json.dumps(score_file.meta, sort_keys=True)))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    files.save_npz(path, scores=np.asarray(score_file.scores, dtype=np.float64),
+                   labels=np.asarray(score_file.labels, dtype=np.int64),
+                   meta=np.array(json.dumps(score_file.meta, sort_keys=True)))
     score_file.path, score_file.sha256 = str(path), file_sha256(path)
     return score_file.sha256
 
 
+def _refuse(path: Path, why: str) -> BiLPError:
+    return BiLPError(f"score file {path}: {why}; re-create it with `bilp score`")
+
+
 def _load_npz(path: Path) -> ScoreFile:
     try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
-            scores, labels, meta = z["scores"], z["labels"], json.loads(str(z["meta"]))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as err:
-        raise BiLPError(f"cannot read score file {path} ({type(err).__name__}: {err}); it is not a complete "
-                        "`bilp score` file: re-create it") from None
-    if meta.get("format") != FORMAT or scores.ndim != 1 or labels.shape != scores.shape:
-        raise BiLPError(f"{path} is not a {FORMAT} score file (format {meta.get('format')!r}, scores "
-                        f"{scores.shape}, labels {labels.shape}); re-create it with `bilp score`")
-    return ScoreFile(scores.astype(np.float64), labels.astype(np.int64), meta)
+        with open(path, "rb") as f:
+            z = np.load(f, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an .npz archive")
+            with z:
+                scores, labels, meta = z["scores"], z["labels"], json.loads(str(z["meta"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise BiLPError(f"cannot read score file {path} ({type(err).__name__}: {str(err).splitlines()[0]}); it "
+                        "is not a complete `bilp score` file: re-create it") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else f"a JSON {type(meta).__name__}"
+        raise _refuse(path, f"its meta is not a {FORMAT} record (format {found!r})")
+    if scores.ndim != 1 or labels.shape != scores.shape:
+        raise _refuse(path, f"scores {scores.shape} and labels {labels.shape} must be two arrays of one length")
+    if scores.dtype.kind not in "iuf":
+        raise _refuse(path, f"scores must be numbers, got dtype {scores.dtype}")
+    if labels.dtype.kind not in "iu":
+        raise _refuse(path, f"labels must be integers, got dtype {labels.dtype}")
+    labels = labels.astype(np.int64)
+    check_labels(labels, str(path))
+    if meta.get("n", len(labels)) != len(labels):
+        raise _refuse(path, f"it holds {len(labels)} scores but its meta says n = {meta.get('n')!r}")
+    if meta.get("labels_sha256", labels_sha256(labels)) != labels_sha256(labels):
+        raise _refuse(path, "its labels do not match the labels_sha256 of its own meta (the file was altered)")
+    return ScoreFile(scores.astype(np.float64), labels, meta)
+
+
+def check_labels(labels: np.ndarray, where: str) -> None:
+    """Labels are class indices: non-negative, and fewer classes than samples."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(labels)):
+        bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
+        raise BiLPError(f"{where}: label {bad} is not a class index in 0..{len(labels) - 1} (one per sample at "
+                        "most); re-create the score file")
 
 
 def _load_json(path: Path) -> ScoreFile:
     try:
         values = json.loads(path.read_text())
-        scores = np.asarray(values, dtype=np.float64)
-    except (OSError, ValueError, TypeError, UnicodeDecodeError) as err:
+    except (OSError, ValueError, UnicodeDecodeError) as err:
         raise BiLPError(f"cannot read score file {path} ({type(err).__name__}: {err}); expected a flat JSON "
                         "list of numbers, one per training sample") from None
-    if scores.ndim != 1 or len(scores) == 0:
-        raise BiLPError(f"{path}: expected a flat JSON list of numbers, got an array of shape {scores.shape}")
-    return ScoreFile(scores, None, {"format": "authors-json", "source": path.name})
+    if not isinstance(values, list) or not values:
+        raise BiLPError(f"score file {path}: expected a flat JSON list of numbers, one per training sample, got "
+                        + (f"a JSON {type(values).__name__}" if not isinstance(values, list) else "an empty list"))
+    bad = next((i for i, v in enumerate(values) if type(v) not in (int, float)), None)
+    if bad is not None:
+        raise BiLPError(f"score file {path}: entry {bad} is {values[bad]!r}, not a number; expected a flat JSON "
+                        "list of numbers, one per training sample")
+    return ScoreFile(np.asarray(values, dtype=np.float64), None, {"format": "authors-json", "source": path.name})
 
 
 def load(path: str | Path) -> ScoreFile:
-    """Read a ``.npz`` score file or an authors' ``.json`` list; checks format and finiteness."""
+    """Read a ``.npz`` score file or an authors' ``.json`` list; checks format, consistency and finiteness."""
     path = Path(path)
     if not path.is_file():
         raise BiLPError(f"score file {path} does not exist")
     score_file = _load_npz(path) if path.suffix == ".npz" else _load_json(path)
+    if not len(score_file):
+        raise _refuse(path, "it holds no scores")
     check_finite(score_file.scores, str(path))
     score_file.path, score_file.sha256 = str(path), file_sha256(path)
     return score_file

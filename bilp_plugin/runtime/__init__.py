@@ -76,13 +76,20 @@ def prune_real(args: Any, real: Any, labels: Any, *, upstream: str, dataset: str
     Call it where the upstream has materialised its real set, once per experiment. ``labels`` is the label of
     every training sample in dataset order; ``images`` (optional) lets level 1 score on the fly when no
     ``--bilp-scores`` file is given (without it, the ``real_images`` hook is asked).
-    Starts a new experiment for level 2.
+    Starts a new experiment for level 2. The run record is created here, once level 1 is accepted; a refusal
+    before the first matching step removes it again.
     """
     if not enabled(args):
         return real
     current = session(args, upstream)
-    kept = current.start_experiment(labels, images, dataset, real)
-    return real if kept is None else current.manager.restrict_real(upstream, real, kept)
+    first = current.record is None
+    try:
+        kept = current.start_experiment(labels, images, dataset, real)
+        return real if kept is None else current.manager.restrict_real(upstream, real, kept)
+    except BiLPError:
+        if first:  # refused before its first matching step: the run leaves no record
+            current.discard()
+        raise
 
 
 @user_errors
@@ -113,7 +120,7 @@ def finish(args: Any) -> Path | None:
 
     A host that runs several experiments in one process calls it after each; otherwise it is written at exit.
     """
-    if not enabled(args) or _session is None or _session.args is not args:
+    if not enabled(args) or _session is None or _session.args is not args or _session.record is None:
         return None
     _session.record.close()
     return _session.record.dir

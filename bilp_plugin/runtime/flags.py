@@ -1,32 +1,29 @@
 """The ``--bilp`` flags a patched upstream adds to its own parser (``runtime.add_arguments``), and the
-:class:`~bilp_plugin.config.BiLPConfig` they fill."""
+:class:`~bilp_plugin.config.BiLPConfig` they fill.
+
+Every value is checked when the upstream parses its command line, before it loads data or creates a folder: each
+flag by its argparse type, ``--bilp`` itself by the adapter's ``check_script`` hook (does this script run BiLP at
+all?), then, with ``--bilp``, the flags together (:func:`check_parsed`: the config, the score file, the record
+folder). Without ``--bilp`` nothing is checked, and a ``--bilp-*`` flag given anyway prints one warning line on
+stderr (no random number, no clock, no file).
+"""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bilp_plugin.config import CRITERIA, ITE_METHODS, RULES, SIDES, STATS, BiLPConfig, check_ratio, check_stratum
+from bilp_plugin.config import (CRITERIA, ITE_METHODS, RULES, SIDES, STATS, BiLPConfig, argtype, check_eta,
+                                check_stratum, count_type, ratio_type, seed_type)
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.logs import say
 from bilp_plugin.manager import get_manager
-
-
-def _typed(convert: Any, check: Any = None) -> Any:
-    """An argparse type that turns a BiLPError into argparse's own 'invalid value' message (exit status 2)."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-            return check(value) if check else value
-        except (ValueError, BiLPError) as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    parse.__name__ = getattr(convert, "__name__", "value")
-    return parse
-
+from bilp_plugin.method import scorefile
+from bilp_plugin.runtime.record import check_out
 
 FLAG_FIELDS: tuple[str, ...] = ("alpha", "criterion", "stratum", "scores", "score_epochs", "beta", "side", "rule",
                                "eta", "interval", "stats", "ite", "min_keep", "seed", "out")
@@ -52,10 +49,11 @@ class EnableBiLP(argparse.Action):
 
 
 def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None, level2: bool = True) -> None:
-    """Add ``--bilp`` and its ``--bilp-*`` flags to an upstream's parser. All values are plain JSON types. With
-    ``upstream``, ``--bilp`` is checked by the ``check_script`` hook as it is parsed (:class:`EnableBiLP`). With
-    ``level2=False`` (a script whose loss sees no real batch, MTT's) the level-2 flags still parse, so the
-    adapter's refusal can name them, but ``--help`` hides them and says why."""
+    """Add ``--bilp`` and its ``--bilp-*`` flags to an upstream's parser, checked when it parses (module
+    docstring). All values are plain JSON types. With ``upstream``, ``--bilp`` is checked by the ``check_script``
+    hook as it is parsed (:class:`EnableBiLP`). With ``level2=False`` (a script whose loss sees no real batch,
+    MTT's) the level-2 flags still parse, so the adapter's refusal can name them, but ``--help`` hides them and
+    says why."""
     d = BiLPConfig()
     title = "BiLP (bi-level data pruning)" if level2 else "BiLP (bi-level data pruning): level 1 only in this script"
     g = parser.add_argument_group(title, None if level2 else (
@@ -63,41 +61,74 @@ def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None, 
         "flags) is refused here; level 1 prunes the real set before it is used"))
     enable: Any = "store_true" if upstream is None else functools.partial(EnableBiLP, upstream=upstream)
     g.add_argument("--bilp", action=enable, help="enable BiLP; without it nothing changes")
-    g.add_argument("--bilp-alpha", type=_typed(float, lambda v: check_ratio("--bilp-alpha", v)), default=d.alpha,
+    g.add_argument("--bilp-alpha", type=ratio_type("--bilp-alpha"), default=d.alpha,
                    help="level 1: share of each class pruned before distillation, largest loss first [0, 1)")
     g.add_argument("--bilp-criterion", choices=CRITERIA, default=d.criterion,
                    help="level 1: loss (keep lowest loss per class), random (same counts), stratum (one decile)")
-    g.add_argument("--bilp-stratum", type=_typed(int, check_stratum), default=None,
+    g.add_argument("--bilp-stratum", type=argtype(int, check_stratum), default=None,
                    help="with --bilp-criterion stratum: keep decile K of the loss order (S1 = largest loss)")
     g.add_argument("--bilp-scores", type=str, default=None,
                    help="score file (.npz from `bilp score`, or the authors' JSON list); default: score on the fly")
-    g.add_argument("--bilp-score-epochs", type=int, default=d.score_epochs,
+    g.add_argument("--bilp-score-epochs", type=count_type("--bilp-score-epochs"), default=d.score_epochs,
                    help="epochs of empirical-loss training when scoring on the fly")
 
     def level2_help(text: str) -> str:
         return text if level2 else argparse.SUPPRESS
 
-    g.add_argument("--bilp-beta", type=_typed(float, lambda v: check_ratio("--bilp-beta", v)), default=d.beta,
+    g.add_argument("--bilp-beta", type=ratio_type("--bilp-beta"), default=d.beta,
                    help=level2_help("level 2: share of each real batch pruned by ITE during distillation [0, 1); "
                                     "0 = off"))
     g.add_argument("--bilp-side", choices=SIDES, default=d.side,
                    help=level2_help("level 2: prune both tails of the ITE distribution, or only small / only large"))
-    g.add_argument("--bilp-eta", type=float, default=d.eta,
-                   help=level2_help("level 2: momentum of the running ITE statistics"))
-    g.add_argument("--bilp-interval", type=int, default=d.interval,
-                   help=level2_help("level 2: re-select every k draws of a class, reuse the kept batch in between"))
     g.add_argument("--bilp-rule", choices=RULES, default=d.rule,
                    help=level2_help("level 2: relative (default: log ITE norm relative to its batch's median, running "
                                     "tracked quantiles; keeps 1 - beta) or paper (Eq. 8 on the norms, normal "
                                     "quantiles)"))
+    g.add_argument("--bilp-eta", type=argtype(float, lambda v: check_eta("--bilp-eta", v)), default=d.eta,
+                   help=level2_help("level 2: momentum of the running ITE statistics (0, 1]"))
+    g.add_argument("--bilp-interval", type=count_type("--bilp-interval"), default=d.interval,
+                   help=level2_help("level 2: re-select every k draws of a class, reuse the kept batch in between"))
     g.add_argument("--bilp-stats", choices=STATS, default=d.stats,
                    help=level2_help("level 2: one running ITE statistic for all classes, or one per class"))
     g.add_argument("--bilp-ite", choices=ITE_METHODS, default=d.ite,
                    help=level2_help("level 2: exact (factored) ITE, or the paper's Taylor approximation (mean or sum "
                                     "form)"))
-    g.add_argument("--bilp-min-keep", type=int, default=d.min_keep, help=level2_help("level 2: never keep fewer rows"))
-    g.add_argument("--bilp-seed", type=int, default=d.seed, help="seed of BiLP's own generators")
+    g.add_argument("--bilp-min-keep", type=count_type("--bilp-min-keep"), default=d.min_keep,
+                   help=level2_help("level 2: never keep fewer rows"))
+    g.add_argument("--bilp-seed", type=seed_type("--bilp-seed"), default=d.seed,
+                   help="seed of BiLP's own generators")
     g.add_argument("--bilp-out", type=str, default=None, help="run-record folder (default: bilp_runs/<time>)")
+    parse_known_args = parser.parse_known_args
+
+    def parse_and_check(args: Sequence[str] | None = None, namespace: Any = None) -> tuple[Any, list[str]]:
+        parsed, extras = parse_known_args(args, namespace)
+        check_parsed(parser, parsed, sys.argv[1:] if args is None else list(args))
+        return parsed, extras
+
+    parser.parse_known_args = parse_and_check  # type: ignore[method-assign]  # parse_args calls it
+
+
+def given_flags(argv: Sequence[str]) -> list[str]:
+    """The ``--bilp-*`` flags on a command line, in order, each once."""
+    names = [str(a).split("=", 1)[0] for a in argv if str(a).startswith("--bilp-")]
+    return list(dict.fromkeys(names))
+
+
+def check_parsed(parser: argparse.ArgumentParser, args: Any, argv: Sequence[str]) -> None:
+    """The flags together, right after parsing: without ``--bilp``, one warning line when ``--bilp-*`` flags were
+    given; with it, the config, the score file and the record folder, refused with argparse's one-line error."""
+    if not getattr(args, "bilp", False):
+        ignored = given_flags(argv)
+        if ignored:
+            say(f"warning: {', '.join(ignored)} given without --bilp: ignored (add --bilp to enable BiLP)")
+        return
+    try:
+        config = from_args(args)
+        if config.scores is not None:
+            scorefile.load(config.scores)
+        check_out(config.out)
+    except BiLPError as err:
+        parser.error(str(err))
 
 
 def from_args(args: argparse.Namespace | Any) -> BiLPConfig:

@@ -12,7 +12,13 @@ Layout of ``<out>/``:
 * ``result.json`` (optional, written by a host beside the record: ``bilp demo``, ``bilp sweep``, the built-in
   host): ``accuracy``, a list of test accuracies in [0, 1] (one per evaluated network), and the run's settings.
 
-:class:`RunRecord` writes a record; :func:`load_run` and :func:`find_runs` read records back (:class:`Run`).
+The record is created only once the run's inputs are accepted (flags, score file, the adapter's checks, level 1):
+a refused run leaves none. Every file is written atomically (:mod:`bilp_plugin.files`) except ``level2.jsonl``,
+appended line by line; ``level1.json`` is written after ``kept_indices.npy`` and commits it. A run killed before
+its ``summary.json`` leaves an interrupted record, which a new run with the same ``--bilp-out`` replaces.
+
+:class:`RunRecord` writes a record; :func:`load_run` and :func:`find_runs` read records back (:class:`Run`),
+refusing a damaged file with one line (a truncated last line of ``level2.jsonl``, from a killed run, is skipped).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import atexit
 import json
 import os
 import platform
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bilp_plugin import __version__
+from bilp_plugin import __version__, files
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.logs import say
@@ -46,23 +53,57 @@ def default_out(upstream: str) -> Path:
     return Path("bilp_runs") / f"{upstream}-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
 
 
+CONFIG, LEVEL1, KEPT, SCORES, LEVEL2, SUMMARY, RESULT = ("config.json", "level1.json", "kept_indices.npy",
+                                                         "scores.npz", "level2.jsonl", "summary.json", "result.json")
+RECORD_FILES = (CONFIG, LEVEL1, KEPT, SCORES, LEVEL2, SUMMARY, RESULT)
+
+
+def interrupted(folder: Path) -> bool:
+    """Whether ``folder`` holds the record of a run that was killed: no ``summary.json``, and the process its
+    ``config.json`` names no longer runs on this machine."""
+    if (folder / SUMMARY).exists():
+        return False
+    try:
+        process = json.loads((folder / CONFIG).read_text()).get("process", {})
+        pid, host = int(process["pid"]), process["host"]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return False
+    return host == socket.gethostname() and pid != os.getpid() and not files.process_alive(pid)
+
+
+def check_out(out: str | Path | None) -> Path | None:
+    """Refuse, before any work, a ``--bilp-out`` that cannot hold a new record: a file, a folder below a file, a
+    folder without write permission, or a folder holding the record of another run (an interrupted one is
+    replaced). Returns ``out`` as a path."""
+    path = Path(out) if out else None
+    files.check_folder(path or Path("bilp_runs"), "--bilp-out")
+    if path is not None and (path / CONFIG).exists() and not interrupted(path):
+        raise BiLPError(f"{path} already holds a run record: choose another --bilp-out")
+    return path
+
+
 class RunRecord:
     """Writes the files above; refuses to write into a folder that already holds a record. Never calls
     ``time.time`` (a reproducible launch replaces it with a counting clock that the upstream also reads)."""
 
     def __init__(self, out: str | Path | None, config: BiLPConfig, upstream: str, upstream_args: Any) -> None:
-        self.dir = Path(out) if out else default_out(upstream)
-        if (self.dir / "config.json").exists():
-            raise BiLPError(f"{self.dir} already holds a run record: choose another --bilp-out")
+        self.dir = check_out(out) or default_out(upstream)
+        self.created = [p for p in (self.dir, *self.dir.parents) if not p.exists()]
+        self.written: set[str] = set()
+        if (self.dir / CONFIG).exists():
+            say(f"replacing the interrupted run record in {self.dir}")
+            for name in RECORD_FILES:
+                (self.dir / name).unlink(missing_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.started = time.perf_counter()
         self.rule = config.rule
         self.closed = False
         self.totals: dict[str, Any] = {"experiments": 0, "draws": 0, "selections": 0, "rows": 0, "kept_rows": 0,
                                        "ite_s": 0.0, "first_draw_s": None, "last_draw_s": None}
-        self._write_json("config.json", {
+        self._write_json(CONFIG, {
             "bilp": config.as_dict(), "upstream": upstream, "upstream_args": _jsonable(vars(upstream_args)),
             "argv": sys.argv, "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "process": {"host": socket.gethostname(), "pid": os.getpid()},
             "versions": {"bilp_plugin": __version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
         })
@@ -70,8 +111,14 @@ class RunRecord:
 
     def level1(self, kept: np.ndarray, summary: dict[str, Any]) -> None:
         """The kept indices and their summary (written once: every experiment keeps the same set)."""
-        np.save(self.dir / "kept_indices.npy", kept)
-        self._write_json("level1.json", _jsonable(summary))
+        self.written.add(KEPT)
+        files.save_npy(self.dir / KEPT, kept)
+        self._write_json(LEVEL1, _jsonable(summary))
+
+    def scores(self, score_file: scorefile.ScoreFile) -> None:
+        """The score file made during the run."""
+        self.written.add(SCORES)
+        scorefile.save(self.dir / SCORES, score_file)
 
     def new_experiment(self) -> int:
         self.totals["experiments"] += 1
@@ -90,7 +137,8 @@ class RunRecord:
         self.totals["kept_rows"] += row["kept"]
         self.totals["ite_s"] += row["ite_s"]
         row = {"experiment": self.totals["experiments"] - 1, **row, "t": time.perf_counter() - self.started}
-        with open(self.dir / "level2.jsonl", "a") as f:
+        self.written.add(LEVEL2)
+        with open(self.dir / LEVEL2, "a") as f:
             f.write(json.dumps(row) + "\n")
 
     def close(self) -> None:
@@ -103,24 +151,34 @@ class RunRecord:
         loop = (last - first) if first is not None and last is not None else None
         t = self.totals
         share = t["ite_s"] / loop if loop else None
-        self._write_json("summary.json", {**t, "rule": self.rule, "matching_loop_s": loop, "ite_share": share,
-                                          "wall_s": time.perf_counter() - self.started})
+        self._write_json(SUMMARY, {**t, "rule": self.rule, "matching_loop_s": loop, "ite_share": share,
+                                   "wall_s": time.perf_counter() - self.started})
         if t["selections"]:
             say(f"BiLP level 2: kept {t['kept_rows']} of {t['rows']} real rows in {t['selections']} selections "
                 f"({100 * t['kept_rows'] / t['rows']:.1f}%, rule {self.rule}); ITE {t['ite_s']:.2f} s"
                 + (f", {100 * share:.1f}% of the matching loop" if share else ""))
         say(f"BiLP run record written: {self.dir}")
 
+    def discard(self) -> None:
+        """Remove what this record wrote, and the folders it created (a run refused after its record began)."""
+        atexit.unregister(self.close)
+        self.closed = True
+        for name in self.written:
+            (self.dir / name).unlink(missing_ok=True)
+        for folder in self.created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: it holds files of others
+                break
+
     def _write_json(self, name: str, payload: dict[str, Any]) -> None:
-        (self.dir / name).write_text(json.dumps(payload, indent=1, default=repr))
-
-
-RESULT = "result.json"
+        self.written.add(name)
+        files.write_json(self.dir / name, payload, default=repr)
 
 
 def write_result(run_dir: Path, result: dict[str, Any]) -> None:
     """``result.json``: the accuracy of a run, beside its record."""
-    (Path(run_dir) / RESULT).write_text(json.dumps(result, indent=1))
+    files.write_json(Path(run_dir) / RESULT, result)
 
 
 # ------------------------------------------------------------------------------------------------- reading
@@ -156,7 +214,7 @@ class Run:
         return s.get("ite_share") if s.get("selections") else None
 
     def scores_path(self) -> Path | None:
-        own = self.dir / "scores.npz"
+        own = self.dir / SCORES
         if own.is_file():
             return own
         named = (self.level1 or {}).get("scores")
@@ -171,20 +229,113 @@ class Run:
         return scorefile.load(path) if path is not None and path.is_file() else None
 
 
-def _json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+NUMBER = (int, float)
+OPTIONAL_NUMBER = (int, float, type(None))
+FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    CONFIG: {"bilp": (dict,), "upstream_args": (dict,), "upstream": (str,)},
+    "bilp": {"criterion": (str,), "alpha": NUMBER, "beta": NUMBER, "stratum": (int, type(None))},
+    LEVEL1: {"kept": (int,), "n": (int,), "scores": (str, type(None)), "scores_sha256": (str, type(None))},
+    LEVEL2: {"batch": (int,), "kept": (int,), "iteration": (int, type(None)), "mu": OPTIONAL_NUMBER,
+             "sigma": OPTIONAL_NUMBER, "low": OPTIONAL_NUMBER, "high": OPTIONAL_NUMBER},
+    SUMMARY: {"selections": (int,), "ite_s": NUMBER, "matching_loop_s": OPTIONAL_NUMBER,
+              "ite_share": OPTIONAL_NUMBER},
+    RESULT: {"accuracy": (list,), "method": (str, type(None))},
+}
+"""The fields the report reads, by file, and their JSON types (absent unless :data:`REQUIRED`)."""
+REQUIRED: dict[str, tuple[str, ...]] = {LEVEL1: ("kept", "n"), LEVEL2: ("batch", "kept")}
+
+
+def _damaged(path: Path, why: str) -> BiLPError:
+    return BiLPError(f"{path}: {why}; the run record is damaged: re-run it, or leave {path.parent} out of the "
+                     "report")
+
+
+def _check_fields(path: Path, value: Any, kind: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _damaged(path, f"expected a JSON object, got {type(value).__name__}")
+    missing = [key for key in REQUIRED.get(kind, ()) if key not in value]
+    if missing:
+        raise _damaged(path, f"{', '.join(map(repr, missing))} missing")
+    for key, types in FIELDS[kind].items():
+        item = value.get(key)
+        if key in value and (not isinstance(item, types) or isinstance(item, bool) and bool not in types):
+            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise _damaged(path, f"{key!r} must be {wanted}, got {item!r}")
+    return value
+
+
+def _json(path: Path, kind: str) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise _damaged(path, f"unreadable ({type(err).__name__}: {err})") from None
+    return _check_fields(path, value, kind)
+
+
+def _level2(path: Path) -> list[dict[str, Any]]:
+    """The selections of ``level2.jsonl``; a last line cut short by a kill is skipped."""
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise _damaged(path, f"unreadable ({type(err).__name__}: {err})") from None
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            if number == len(lines):  # the last line, without its newline: the run was killed mid-write
+                break
+            raise _damaged(path, f"line {number} is not JSON ({err})") from None
+        rows.append(_check_fields(path, row, LEVEL2))
+        if not 0 <= row["kept"] <= row["batch"] or row["batch"] < 1:
+            raise _damaged(path, f"line {number}: kept {row['kept']} of a batch of {row['batch']}")
+    return rows
+
+
+def _kept(path: Path, level1: dict[str, Any] | None) -> np.ndarray | None:
+    """The kept indices, when ``level1.json`` committed them (without it, the run was killed between the two)."""
+    if level1 is None:
+        return None
+    try:
+        kept = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise _damaged(path, f"unreadable ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    n = level1.get("n")
+    if kept.ndim != 1 or kept.dtype.kind not in "iu" or len(kept) != level1.get("kept", len(kept)) \
+            or (len(kept) and (kept.min() < 0 or (n is not None and kept.max() >= n))):
+        raise _damaged(path, f"expected {level1.get('kept')} integer indices in 0..{n}, got a {kept.dtype} array "
+                             f"of shape {kept.shape}")
+    return kept
 
 
 def load_run(path: Path, name: str | None = None) -> Run:
-    config = _json(path / "config.json")
+    config = _json(path / CONFIG, CONFIG)
     if config is None:
         raise BiLPError(f"{path} holds no run record (no config.json): pass a folder a --bilp run wrote")
-    kept = np.load(path / "kept_indices.npy") if (path / "kept_indices.npy").is_file() else None
-    level2_file = path / "level2.jsonl"
-    level2 = [json.loads(line) for line in level2_file.read_text().splitlines() if line.strip()] \
-        if level2_file.is_file() else []
-    return Run(path, name or path.name, config, _json(path / "level1.json"), kept, level2,
-               _json(path / "summary.json"), _json(path / RESULT))
+    _check_fields(path / CONFIG, config.get("bilp", {}), "bilp")
+    level1 = _json(path / LEVEL1, LEVEL1)
+    result = _json(path / RESULT, RESULT)
+    accuracy = (result or {}).get("accuracy", [])
+    if not all(isinstance(a, NUMBER) and not isinstance(a, bool) for a in accuracy):
+        raise _damaged(path / RESULT, f"'accuracy' must be a list of numbers, got {accuracy!r}")
+    return Run(path, name or path.name, config, level1, _kept(path / KEPT, level1), _level2(path / LEVEL2),
+               _json(path / SUMMARY, SUMMARY), result)
+
+
+def _is_record(config: Path) -> bool:
+    """Whether a ``config.json`` is a run record's (a damaged one counts, to be refused by :func:`load_run`)."""
+    try:
+        value = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return True
+    return not isinstance(value, dict) or "bilp" in value
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
@@ -193,12 +344,10 @@ def find_runs(paths: list[Path]) -> list[Run]:
     for top in paths:
         if not top.is_dir():
             raise BiLPError(f"{top} is not a folder: pass run-record folders (or folders above them)")
-        dirs = [top] if (top / "config.json").is_file() else sorted(p.parent for p in top.rglob("config.json"))
+        dirs = [top] if (top / CONFIG).is_file() else sorted(p.parent for p in top.rglob(CONFIG))
         for d in dirs:
-            if (d / "config.json").is_file() and _json(d / "config.json").get("bilp") is not None:
+            if (d / CONFIG).is_file() and _is_record(d / CONFIG):
                 found.append(load_run(d, d.name if d == top else str(d.relative_to(top))))
     if not found:
         raise BiLPError(f"no run record (config.json) under {', '.join(map(str, paths))}")
     return found
-
-

@@ -17,13 +17,13 @@ from bilp_plugin.method.level2 import LazySelector
 from bilp_plugin.method.matchstep import MatchStep
 from bilp_plugin.method.realset import RealSet
 from bilp_plugin.runtime import flags
-from bilp_plugin.runtime.record import RunRecord
+from bilp_plugin.runtime.record import RunRecord, check_out
 
 
 class Session:
-    """Checks the run (``check_run``) before it creates the run record; then level 1 once per process (checked by
-    ``check_level1`` before it is recorded, then handed to ``after_level1``) and a fresh level-2 selector per
-    experiment."""
+    """Checks the run (``check_run``) and its record folder; at the first experiment, level 1 (checked by
+    ``check_level1``), and only then creates the run record, so that a refused run leaves none; hands level 1 to
+    ``after_level1``; a fresh level-2 selector per experiment."""
 
     def __init__(self, args: Any, upstream: str, manager: PluginManager | None = None) -> None:
         self.args = args
@@ -32,27 +32,42 @@ class Session:
         self.manager = manager or get_manager()
         self.manager.register_adapter(upstream)
         self.manager.check_run(upstream, args, self.config)
-        self.record = RunRecord(self.config.out, self.config, upstream, args)
+        check_out(self.config.out)
+        self.record: RunRecord | None = None
         self.kept: np.ndarray | None = None
         self.selector: LazySelector | None = None
-        say(f"BiLP run record: {self.record.dir}")
+        self._made: scorefile.ScoreFile | None = None
 
     def start_experiment(self, labels: Any, images: torch.Tensor | None, dataset: str | None,
                          real: Any = None) -> np.ndarray | None:
         """Level 1 for a new experiment: the kept indices (``None`` when level 1 is off); resets level 2.
         ``real`` (the upstream's own real set) lets the adapter's ``real_images`` supply images to score."""
-        first = self.record.new_experiment() == 0
-        self.selector = LazySelector(self.config, self.manager, self.record.selection)
-        if first:
+        if self.record is None:
             label_array = np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64)
             subset = level1.Subset(label_array)
             if self.config.level1:
                 subset = self._level1(label_array, images, dataset, real)
                 self.manager.check_level1(self.upstream, self.args, self.config, subset)
+            self.record = RunRecord(self.config.out, self.config, self.upstream, self.args)
+            say(f"BiLP run record: {self.record.dir}")
+            if self.config.level1:
                 self._record_level1(subset)
             self.manager.after_level1(self.upstream, self.args, self.config, subset)
             self.kept = subset.kept
+        self.record.new_experiment()
+        self.selector = LazySelector(self.config, self.manager, self.record.selection)
         return self.kept
+
+    def discard(self) -> None:
+        """Undo the record of a run refused before its first matching step."""
+        if self.record is not None:
+            self.record.discard()
+            self.record = None
+
+    def close(self) -> None:
+        """Write the record's summary (when the run got as far as a record)."""
+        if self.record is not None:
+            self.record.close()
 
     def _level1(self, labels: np.ndarray, images: torch.Tensor | None, dataset: str | None,
                 real: Any) -> level1.Subset:
@@ -67,7 +82,10 @@ class Session:
         return level1.Subset(labels, kept, summary)
 
     def _record_level1(self, subset: level1.Subset) -> None:
-        assert subset.kept is not None and subset.summary is not None
+        assert self.record is not None and subset.kept is not None and subset.summary is not None
+        if self._made is not None:
+            self.record.scores(self._made)
+            subset.summary.update(scores=self._made.path, scores_sha256=self._made.sha256)
         self.record.level1(subset.kept, subset.summary)
         rule = (f"stratum S{self.config.stratum} of {STRATA}" if self.config.criterion == "stratum"
                 else f"{self.config.criterion}, alpha={self.config.alpha}")
@@ -88,10 +106,10 @@ class Session:
         score_file = self.manager.score_samples(real_set, scoring)
         scorefile.check_matches(score_file, labels, dataset, files)
         if score_file.path is None:
-            scorefile.save(self.record.dir / "scores.npz", score_file)
+            self._made = score_file  # saved into the record once the run is accepted
         return score_file
 
     def select(self, step: MatchStep) -> tuple[torch.Tensor, torch.Tensor]:
-        assert self.selector is not None, "start_experiment creates the selector"
+        assert self.selector is not None and self.record is not None, "start_experiment creates the selector"
         self.record.draw()
         return self.selector(step)

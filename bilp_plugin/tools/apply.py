@@ -4,16 +4,20 @@ The series is first applied to a temporary index built from the pinned commit, w
 without touching the checkout; only when every patch applies is the checkout moved from the pinned tree to the
 patched tree in one ``git read-tree -m -u``. The checkout's state is read from its content, never from a marker:
 ``pristine`` (the pinned commit's files), ``patched`` (the patched tree's files) or ``dirty`` (anything else).
+
+One ``bilp-apply`` at a time changes a checkout (a lock on its git folder, released when the process ends); a
+second one, a stale ``index.lock`` or any other git failure ends with one line saying what to run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.util
-import json
 import os
 import sys
-import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,7 @@ from pathlib import Path
 import git
 import gitdb
 
+from bilp_plugin import files
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.manager import adapter_entry_points
 
@@ -50,13 +55,19 @@ class Manifest:
         file = adapter_dir / "manifest.toml"
         if not file.is_file():
             raise BiLPError(f"{adapter_dir} has no manifest.toml: pass an adapter folder such as adapters/dc")
-        data = tomllib.loads(file.read_text())
         try:
-            return cls(name=data["name"], upstream=data["upstream"], path=data["path"], commit=data["commit"],
-                       patches=tuple(data["patches"]), scripts=tuple(data.get("scripts", ())),
-                       root=adapter_dir.parent.parent)
-        except KeyError as err:
-            raise BiLPError(f"{file} lacks the key {err}") from None
+            data = tomllib.loads(file.read_text())
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            raise BiLPError(f"{file} is not valid TOML ({err}): restore it with `git checkout -- {file}`") from None
+        for key, kind in (("name", str), ("upstream", str), ("path", str), ("commit", str), ("patches", list)):
+            if key not in data:
+                raise BiLPError(f"{file} lacks the key {key!r}")
+            if not isinstance(data[key], kind) or kind is list and not all(isinstance(x, str) for x in data[key]):
+                raise BiLPError(f"{file}: {key} must be a {'list of strings' if kind is list else 'string'}, got "
+                                f"{data[key]!r}")
+        return cls(name=data["name"], upstream=data["upstream"], path=data["path"], commit=data["commit"],
+                   patches=tuple(data["patches"]), scripts=tuple(map(str, data.get("scripts", ()))),
+                   root=adapter_dir.parent.parent)
 
     @property
     def patch_files(self) -> list[Path]:
@@ -80,10 +91,46 @@ def _repo(manifest: Manifest, upstream: str | Path | None) -> git.Repo:
 
 
 def _check_commit(repo: git.Repo, manifest: Manifest) -> None:
-    head = repo.head.commit.hexsha
-    if head != manifest.commit:
-        raise BiLPError(f"{repo.working_dir} is at {head[:12]}, not the pinned commit {manifest.commit[:12]}: "
-                        f"run `git -C {repo.working_dir} checkout {manifest.commit}`")
+    head = repo.head.commit.hexsha if repo.head.is_valid() else "no commit"
+    if head == manifest.commit:
+        return
+    try:
+        repo.commit(manifest.commit)
+    except (ValueError, gitdb.exc.BadName, gitdb.exc.BadObject):
+        raise BiLPError(f"{repo.working_dir} lacks the pinned commit {manifest.commit[:12]}: it is not a clone of "
+                        f"{manifest.upstream}, or an outdated one: run `git -C {repo.working_dir} fetch "
+                        f"{manifest.upstream}`, or clone it afresh") from None
+    raise BiLPError(f"{repo.working_dir} is at {head[:12]}, not the pinned commit {manifest.commit[:12]}: "
+                    f"run `git -C {repo.working_dir} checkout {manifest.commit}`")
+
+
+def _git_failure(repo: git.Repo, err: git.GitCommandError) -> BiLPError:
+    """One line for a git command that failed under bilp-apply."""
+    lock = Path(repo.git_dir) / "index.lock"
+    if "index.lock" in str(err.stderr):
+        return BiLPError(f"{lock} exists: another git command runs in {repo.working_dir}, or one was killed; wait "
+                         f"for it, or remove the stale lock with `rm {lock}`, then run bilp-apply again")
+    first = next((line for line in _stderr(err).splitlines() if line.strip()), f"exit status {err.status}")
+    return BiLPError(f"git failed in {repo.working_dir} ({first}): run `bilp-apply --status` to see its state")
+
+
+@contextlib.contextmanager
+def _exclusive(repo: git.Repo) -> Iterator[None]:
+    """This process alone changes ``repo`` (a lock on its git folder, released at exit however the process
+    ends); git failures become one line."""
+    fd = os.open(repo.git_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BiLPError(f"another bilp-apply is changing {repo.working_dir}: wait for it to finish, then run "
+                            "`bilp-apply --status`") from None
+        try:
+            yield
+        except git.GitCommandError as err:
+            raise _git_failure(repo, err) from None
+    finally:
+        os.close(fd)
 
 
 def patched_tree(repo: git.Repo, manifest: Manifest, upto: int | None = None) -> str:
@@ -93,11 +140,8 @@ def patched_tree(repo: git.Repo, manifest: Manifest, upto: int | None = None) ->
     for patch in patches:
         if not patch.is_file():
             raise BiLPError(f"patch {patch} listed in {manifest.name}'s manifest does not exist")
-    fd, index = tempfile.mkstemp(prefix="bilp-index-")
-    os.close(fd)
-    os.unlink(index)
-    env = {"GIT_INDEX_FILE": index}
-    try:
+    with files.scratch(Path(repo.git_dir) / "bilp-index") as index:
+        env = {"GIT_INDEX_FILE": str(index)}
         repo.git.read_tree(manifest.commit, env=env)
         for patch in patches:
             try:
@@ -106,9 +150,6 @@ def patched_tree(repo: git.Repo, manifest: Manifest, upto: int | None = None) ->
                 raise BiLPError(f"{patch.name} does not apply to {manifest.commit[:12]} in "
                                 f"{repo.working_dir}:\n{_stderr(err)}\nnothing was changed") from None
         return str(repo.git.write_tree(env=env))
-    finally:
-        if os.path.exists(index):
-            os.unlink(index)
 
 
 def _stderr(err: git.GitCommandError) -> str:
@@ -145,7 +186,7 @@ def _checked(repo: git.Repo, manifest: Manifest) -> tuple[str, str]:
 
 def apply(manifest: Manifest, upstream: str | Path | None = None, check: bool = False) -> str:
     """Apply the series (or, with ``check``, only prove that it applies). Returns a one-line message."""
-    with _repo(manifest, upstream) as repo:
+    with _repo(manifest, upstream) as repo, _exclusive(repo):
         tree, current = _checked(repo, manifest)
         if current == "patched":
             return f"{manifest.name}: already applied to {repo.working_dir}; nothing changed"
@@ -160,7 +201,7 @@ def apply(manifest: Manifest, upstream: str | Path | None = None, check: bool = 
 
 def revert(manifest: Manifest, upstream: str | Path | None = None) -> str:
     """Return the checkout to the pinned commit's files, byte for byte."""
-    with _repo(manifest, upstream) as repo:
+    with _repo(manifest, upstream) as repo, _exclusive(repo):
         _, current = _checked(repo, manifest)
         if current == "pristine":
             return f"{manifest.name}: {repo.working_dir} is not patched; nothing changed"
@@ -177,9 +218,9 @@ def _write_record(repo: git.Repo, manifest: Manifest, tree: str) -> None:
     """What was applied, kept in the checkout's git folder (outside its working tree)."""
     patches = [{"file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
                for p in manifest.patch_files]
-    (Path(repo.git_dir) / RECORD).write_text(json.dumps(
-        {"adapter": manifest.name, "commit": manifest.commit, "tree": tree, "patches": patches,
-         "applied": datetime.now().astimezone().isoformat(timespec="seconds")}, indent=1))
+    files.write_json(Path(repo.git_dir) / RECORD,
+                     {"adapter": manifest.name, "commit": manifest.commit, "tree": tree, "patches": patches,
+                      "applied": datetime.now().astimezone().isoformat(timespec="seconds")})
 
 
 def status_row(manifest: Manifest, upstream: str | Path | None = None) -> dict[str, str]:
@@ -198,7 +239,7 @@ def status_row(manifest: Manifest, upstream: str | Path | None = None) -> dict[s
             return row
         try:
             current = state(repo, manifest, patched_tree(repo, manifest))
-        except BiLPError:
+        except (BiLPError, git.GitCommandError):
             current = "dirty"
     row.update(patched="yes" if current == "patched" else "no", clean="no" if current == "dirty" else "yes")
     return row

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bilp_plugin import files
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.method import scorefile
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -29,8 +30,12 @@ def _read(folder: Path, name: str) -> dict[str, Any]:
     file = folder / name
     if not file.is_file():
         raise BiLPError(f"{file} does not exist: pass the folder that holds {FOLDER}/ (e.g. $BILP_DATA)")
-    with open(file, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+    try:
+        with open(file, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as err:
+        raise BiLPError(f"cannot read {file} ({type(err).__name__}: {err}): it is truncated or not a CIFAR-10 "
+                        "batch; extract the official archive again") from None
 
 
 def _first_per_class(labels: np.ndarray, count: int | None) -> np.ndarray:
@@ -42,7 +47,7 @@ def _first_per_class(labels: np.ndarray, count: int | None) -> np.ndarray:
 
 
 def _write(folder: Path, name: str, data: np.ndarray, labels: np.ndarray) -> None:
-    with open(folder / name, "wb") as f:
+    with files.replacing(folder / name) as f:
         pickle.dump({"batch_label": name, "labels": labels.tolist(), "data": data, "filenames": []}, f)
 
 
@@ -57,15 +62,15 @@ def write_cifar10_subset(src: str | Path, dst: str | Path, per_class: int | None
     test = _read(source, "test_batch")
     test_labels = np.asarray(test["labels"], dtype=np.int64)
     test_kept = _first_per_class(test_labels, test_per_class)
-    target.mkdir(parents=True, exist_ok=True)
+    values = scorefile.load(scores).scores if scores is not None else None
+    if values is not None and len(values) != len(labels):
+        raise BiLPError(f"{scores} has {len(values)} scores, the training set in {source} {len(labels)}")
+    files.check_folder(target, "DST")
     for name, part in zip(TRAIN_FILES, np.array_split(kept, len(TRAIN_FILES))):
         _write(target, name, data[part], labels[part])
     _write(target, "test_batch", np.asarray(test["data"])[test_kept], test_labels[test_kept])
-    shutil.copyfile(source / "batches.meta", target / "batches.meta")
-    np.save(Path(dst) / "indices.npy", kept)
-    if scores is not None:
-        values = json.loads(Path(scores).read_text())
-        if len(values) != len(labels):
-            raise BiLPError(f"{scores} has {len(values)} scores, the training set in {source} {len(labels)}")
-        (Path(dst) / Path(scores).name).write_text(json.dumps([values[i] for i in kept.tolist()]))
+    files.write_bytes(target / "batches.meta", (source / "batches.meta").read_bytes())
+    files.save_npy(Path(dst) / "indices.npy", kept)
+    if values is not None:
+        files.write_text(Path(dst) / Path(scores).name, json.dumps(values[kept].tolist()))
     return kept

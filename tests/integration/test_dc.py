@@ -162,13 +162,44 @@ def test_level2_prunes_about_beta_and_records_ite_timings(trees: dict[str, Path]
 def test_level2_keeps_one_minus_beta_of_the_real_rows(trees: dict[str, Path], case: str, mnist_root: Path,
                                                       tmp_path: Path) -> None:
     """The default rule keeps 1 - beta of the rows of a whole run (within 3 points), although every iteration
-    draws a fresh network: 20 iterations, a selection at every draw (310 selections of 16 rows)."""
+    draws a fresh network: 30 iterations, a selection at every draw (310 selections of 16 rows)."""
     extra = ["--dsa_strategy", FULL_DSA] if case == "DSA" else []
     run(trees["patched"], case, tmp_path / "run", mnist_root,
         [*extra, "--Iteration", "30", "--bilp", "--bilp-beta", "0.2", "--bilp-interval", "1", "--bilp-out", "record"])
     summary, rows = records(tmp_path / "run")
     assert summary["rule"] == "relative" and summary["selections"] == len(rows) == 310
     assert abs(summary["kept_rows"] / summary["rows"] - 0.8) <= 0.03, summary
+
+
+def small_mnist(source: Path, dest: Path, train: int, test: int) -> Path:
+    """The first samples of MNIST's idx files, in the same layout (a real subset, quick to load)."""
+    (dest / "MNIST" / "raw").mkdir(parents=True)
+    for prefix, n in (("train", train), ("t10k", test)):
+        for kind, header, size in (("images-idx3", 16, 28 * 28), ("labels-idx1", 8, 1)):
+            data = (source / "MNIST" / "raw" / f"{prefix}-{kind}-ubyte").read_bytes()
+            head = data[:4] + n.to_bytes(4, "big") + data[8:header]
+            (dest / "MNIST" / "raw" / f"{prefix}-{kind}-ubyte").write_bytes(head + data[header:header + n * size])
+    return dest
+
+
+def test_host_reads_the_accuracies_of_a_real_result_file_without_pickled_code(
+        trees: dict[str, Path], mnist_root: Path, tmp_path: Path) -> None:
+    """``--host dc`` reads the file the upstream saves with ``weights_only=True``: numpy's float scalars (the
+    accuracies) are the only objects it allows, and they are all such a file holds besides tensors."""
+    from bilp_adapters.dc.host import read_accuracies
+
+    data = small_mnist(mnist_root, tmp_path / "data", train=100, test=50)
+    cwd = tmp_path / "run"
+    cwd.mkdir()
+    launch(trees["patched"] / "main_DM.py", ["--dataset", "MNIST", "--model", "ConvNet", "--ipc", "1",
+                                             "--Iteration", "0", "--num_exp", "1", "--num_eval", "2",
+                                             "--epoch_eval_train", "1", "--eval_mode", "S", "--batch_real", "16",
+                                             "--data_path", str(data), "--save_path", "out"], cwd=cwd)
+    file = cwd / "out" / "res_DM_MNIST_ConvNet_1ipc.pt"  # the file --host dc reads
+    accs = read_accuracies(file)
+    assert len(accs) == 2 and all(0.0 <= a <= 1.0 for a in accs)
+    with pytest.raises(Exception, match="numpy"):  # without the allow-list torch refuses the numpy scalars
+        torch.load(file, weights_only=True)
 
 
 # ------------------------------------------------------------------------------------------------ errors
