@@ -15,6 +15,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_host_flags(p, iterations=100, seeds="0,1,2")
     p.add_argument("--alpha", type=float, default=0.5, help="level-1 pruning rate (share of each class pruned)")
     p.add_argument("--beta", type=float, default=0.2, help="level-2 pruning rate (share of each real batch)")
+    p.add_argument("--curve", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run level 1 by loss and by random selection at each --curve-alphas: the accuracy-"
+                        "against-alpha curve and each criterion's max pruning ratio (Tables 1-2, Fig. 2)")
+    p.add_argument("--curve-alphas", default="0.3,0.5,0.7,0.9", help="comma-separated alphas of the curve")
     p.add_argument("--strata", action=argparse.BooleanOptionalAction, default=True,
                    help="also distill from each loss decile S1..S10 (Fig. 3), at the first seed")
     p.add_argument("--out", default="bilp_demo", help="output folder")

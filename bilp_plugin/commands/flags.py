@@ -6,7 +6,7 @@ import argparse
 import os
 
 from bilp_plugin.lab.datasets import DATASETS
-from bilp_plugin.lab.host import METHODS
+from bilp_plugin.lab.hosts import METHODS
 from bilp_plugin.manager import adapter_entry_points
 
 
@@ -31,7 +31,9 @@ def add_host_flags(p: argparse.ArgumentParser, iterations: int, seeds: str) -> N
                    help="builtin: the compact built-in DC/DM loop; an adapter name: that patched upstream (needs its "
                         "submodule and patches; dc runs --dataset mnist or cifar10); auto: dc when it can run, else "
                         "builtin")
-    p.add_argument("--method", choices=METHODS, default="DM", help="distribution or gradient matching")
+    p.add_argument("--method", choices=METHODS, default="DM",
+                   help="DM (distribution matching), DC (gradient matching) or DSA (DC with Siamese augmentation; dc "
+                        "host only); the idc and idm hosts run their own method")
     add_data_flags(p, required=False, default="digits")
     p.add_argument("--ipc", type=int, default=1, help="synthetic images per class")
     p.add_argument("--iterations", type=int, default=iterations, help="updates of the synthetic set")
@@ -46,3 +48,13 @@ def add_host_flags(p: argparse.ArgumentParser, iterations: int, seeds: str) -> N
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="runs in parallel (processes; default: min(2, CPUs))")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--upstream-args", default=None,
+                   help="the host's own arguments, appended to those the command sets (they win), e.g. "
+                        "\"--init real --lr_img 1\" for --host dc; one string, quoted as a shell would")
+
+
+def add_budget_flag(p: argparse.ArgumentParser) -> None:
+    """``--budget``: stop a resumable command early, to be continued by the same command."""
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="start no point that would end after SECONDS (estimated from the points done); the "
+                        "command then exits with status 3, and the same command continues it")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bilp_plugin.commands.flags import add_host_flags
+from bilp_plugin.commands.flags import add_budget_flag, add_host_flags
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -14,6 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--alphas", default="0.3,0.5,0.7,0.9", help="comma-separated level-1 pruning rates")
     p.add_argument("--criteria", default="loss,random", help="comma-separated: loss, random")
     p.add_argument("--out", default="bilp_sweep", help="sweep folder (reused: finished points are kept)")
+    add_budget_flag(p)
     p.set_defaults(run=run)
     return p
 

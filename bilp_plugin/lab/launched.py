@@ -1,0 +1,222 @@
+"""Hosts that run each point as launches of a patched upstream, so that the accuracies are the upstream's own:
+the mechanics every such host shares, once.
+
+* :func:`unavailable` / :func:`patched_copy`: whether the adapter's upstream can run here, and a patched copy of
+  its files (the pinned commit plus its patch series, from the submodule's git objects, written once under the
+  command's folder; the submodule checkout itself is never touched).
+* :class:`Launch` and :func:`stream`: one ``bilp launch`` of an upstream script (seeded, fake clock), its output
+  streamed to ``<run>/upstream/log.txt`` and read line by line for its progress (:class:`Signal`: the line that
+  tells the upstream's iteration or evaluated network), reported by :class:`~bilp_plugin.lab.progress.PointProgress`.
+* :func:`saved_accuracies`, :func:`result`: the accuracies an upstream saved, and ``result.json``.
+* :class:`LaunchedHost`: the template an adapter's ``host.py`` fills in: its launches and where its accuracies are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import git
+import numpy as np
+import torch
+
+from bilp_plugin.errors import BiLPError
+from bilp_plugin.lab.hosts import Point, upstream_args
+from bilp_plugin.lab.progress import PointProgress
+from bilp_plugin.runtime.record import write_result
+from bilp_plugin.tools import apply
+
+TREE_MARKER = ".bilp-tree"
+LOG_TAIL = 30
+"""Lines of the upstream's log quoted when it fails."""
+
+
+# ------------------------------------------------------------------------------------------- the patched copy
+def unavailable(adapter: Path) -> str | None:
+    """Why the upstream of the adapter in folder ``adapter`` cannot run here (``None`` when it can): the adapter,
+    its manifest's patches, the submodule (initialised, at the pinned commit), the patch series."""
+    if not (adapter / "plugin.py").is_file():
+        return f"{adapter} has no plugin.py (the {adapter.name} adapter is not installed)"
+    manifest = apply.Manifest.load(adapter)
+    if not manifest.patches:
+        return f"adapters/{manifest.name}/manifest.toml lists no patches"
+    row = apply.status_row(manifest)
+    if row["commit"] == "not initialised":
+        return f"submodule {manifest.path} is not initialised: run `git submodule update --init {manifest.path}`"
+    if row["pinned"] != "yes":
+        return f"{manifest.path} is at {row['commit']}, not the pinned {manifest.commit[:12]}"
+    try:
+        with git.Repo(manifest.checkout) as repo:
+            apply.patched_tree(repo, manifest)
+    except BiLPError as err:
+        return str(err).splitlines()[0]
+    return None
+
+
+def patched_copy(adapter: Path, dest: Path) -> Path:
+    """The patched upstream's files under ``dest`` (written once; an existing copy of the same tree is reused)."""
+    manifest = apply.Manifest.load(adapter)
+    with git.Repo(manifest.checkout) as repo:
+        tree = apply.patched_tree(repo, manifest)
+        marker = dest / TREE_MARKER
+        if not (marker.is_file() and marker.read_text() == tree):
+            apply.export_tree(repo, tree, dest)
+            marker.write_text(tree)
+    return dest
+
+
+# ------------------------------------------------------------------------------------------------ the launch
+@dataclass(frozen=True)
+class Signal:
+    """A line of the upstream's output that tells its progress: ``pattern``'s first group is the step (plus
+    ``offset``) of ``phase`` out of ``total``; with ``sets_total`` the group is the phase's total instead."""
+
+    pattern: str
+    phase: str
+    total: int | None = None
+    offset: int = 0
+    sets_total: bool = False
+
+
+@dataclass
+class Launch:
+    """One launch of an upstream script: the command, its folder, extra environment, its progress signals."""
+
+    command: list[str]
+    cwd: Path
+    signals: list[Signal] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def bilp_launch(python: str, script: Path, args: list[str], seed: int, threads: int,
+                flags: tuple[str, ...] = ()) -> list[str]:
+    """``python -m bilp_plugin launch --seed S --fake-clock --threads T [flags] SCRIPT -- ARGS``: seeded, with the
+    fake clock (the upstreams seed from the wall clock), so that a point reruns identically."""
+    return [python, "-m", "bilp_plugin", "launch", "--seed", str(seed), "--fake-clock", "--threads", str(threads),
+            *flags, str(script), "--", *args]
+
+
+class Watcher:
+    """Reads the upstream's lines and tells ``progress`` what the signals say."""
+
+    def __init__(self, signals: list[Signal], progress: PointProgress) -> None:
+        self.signals = [(re.compile(s.pattern), s) for s in signals]
+        self.totals = {s.phase: s.total for s in signals if not s.sets_total}
+        self.progress = progress
+
+    def line(self, text: str) -> None:
+        for pattern, signal in self.signals:
+            match = pattern.search(text)
+            if match is None:
+                continue
+            value = int(match.group(1))
+            if signal.sets_total:
+                self.totals[signal.phase] = value
+            else:
+                self.progress.step(signal.phase, value + signal.offset, self.totals.get(signal.phase))
+
+
+def stream(launch: Launch, log: Path, progress: PointProgress) -> None:
+    """Run ``launch``, its stdout and stderr appended to ``log`` line by line and read for its signals; a failure
+    raises :class:`BiLPError` quoting the log's last lines."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **launch.env}
+    watcher = Watcher(launch.signals, progress)
+    tail: deque[str] = deque(maxlen=LOG_TAIL)
+    launch.cwd.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as out, subprocess.Popen(launch.command, cwd=launch.cwd, env=env, stdout=subprocess.PIPE,
+                                                 stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            tail.append(line)
+            watcher.line(line)
+        code = proc.wait()
+    if code != 0:
+        raise BiLPError(f"the patched upstream failed ({code}); its log is {log}; last lines:\n" + "".join(tail))
+
+
+# ------------------------------------------------------------------------------------------------ the results
+def saved_accuracies(file: Path, model: str = "ConvNet") -> list[float]:
+    """The accuracies of the evaluated networks in a DatasetCondensation-style ``res_*.pt`` (DC, DSA, DM, IDM):
+    ``accs_all_exps[model]``."""
+    if not file.is_file():
+        raise BiLPError(f"the upstream wrote no {file.name} in {file.parent}: see the log.txt there")
+    return [float(a) for a in torch.load(file, weights_only=False)["accs_all_exps"][model]]
+
+
+def result(run_dir: Path, host: str, method: str, options: argparse.Namespace, point: Point, n_real: int,
+           accuracy: list[float], seconds: float, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """``result.json`` of a launched point. ``distill_s`` is the record's matching-loop time (first to last real
+    draw), ``eval_s`` the rest of the launches (data loading, evaluation)."""
+    level1 = run_dir / "level1.json"
+    kept = json.loads(level1.read_text())["kept"] if level1.is_file() else n_real
+    summary = run_dir / "summary.json"
+    distill = (json.loads(summary.read_text()).get("matching_loop_s") or 0.0) if summary.is_file() else 0.0
+    return {
+        "host": host, "method": method, "dataset": options.dataset, "ipc": options.ipc,
+        "iterations": options.iterations, "seed": point.seed, "real_total": n_real, "real_kept": kept,
+        "accuracy": accuracy, "accuracy_mean": float(np.mean(accuracy)), "accuracy_std": float(np.std(accuracy)),
+        "distill_s": distill, "eval_s": seconds - distill, "wall_s": seconds, "eval": evaluation,
+    }
+
+
+class LaunchedHost:
+    """A host whose points are launches of the patched upstream of one adapter. Subclasses set ``name`` and
+    ``method`` and implement :meth:`launches`, :meth:`accuracies` and :meth:`evaluation`; each point's launches
+    run in ``<run>/upstream/``, logged to ``<run>/upstream/log.txt``."""
+
+    name = "launched"
+
+    def __init__(self, options: argparse.Namespace, workdir: Path, adapter: Path, python: str = sys.executable
+                 ) -> None:
+        from bilp_plugin.lab.datasets import load_dataset
+
+        self.options = options
+        self.python = python
+        self.tree = patched_copy(adapter, (workdir / f"upstream-{adapter.name}").resolve())
+        self.n_real = len(load_dataset(options.dataset, options.data_root))
+        self.extra = upstream_args(options)
+
+    @property
+    def method(self) -> str:
+        return str(self.options.method)
+
+    def launches(self, point: Point, run_dir: Path, scores: Path) -> list[Launch]:
+        """The launches of one point, in order; the BiLP flags and ``--bilp-out run_dir`` go to the one that
+        distills."""
+        raise NotImplementedError
+
+    def accuracies(self, run_dir: Path) -> list[float]:
+        """The test accuracy of each evaluated network, in [0, 1], as the upstream saved or printed it."""
+        raise NotImplementedError
+
+    def evaluation(self) -> dict[str, Any]:
+        """How the upstream evaluated: ``models``, ``epochs``, ``model``."""
+        raise NotImplementedError
+
+    def launch(self, point: Point, script: str, args: list[str], flags: tuple[str, ...] = ()) -> list[str]:
+        """The ``bilp launch`` line of ``script`` in the patched copy, with ``--upstream-args`` last."""
+        return bilp_launch(self.python, self.tree / script, [*args, *self.extra], point.seed, self.options.threads,
+                           flags)
+
+    def run(self, point: Point, run_dir: Path, scores: Path) -> dict[str, Any]:
+        run_dir, scores = run_dir.resolve(), scores.resolve()
+        upstream = run_dir / "upstream"
+        upstream.mkdir(parents=True, exist_ok=True)
+        progress = PointProgress(point.name)
+        start = time.perf_counter()
+        for launch in self.launches(point, run_dir, scores):
+            stream(launch, upstream / "log.txt", progress)
+        outcome = result(run_dir, self.name, self.method, self.options, point, self.n_real,
+                         self.accuracies(run_dir), time.perf_counter() - start, self.evaluation())
+        write_result(run_dir, outcome)
+        return outcome
