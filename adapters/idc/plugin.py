@@ -19,8 +19,10 @@ decoded synthetic set exceeds ``--batch_syn_max`` all decoded images are used in
 
 from __future__ import annotations
 
+import argparse
 import importlib
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +33,9 @@ from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.level1 import Subset
 from bilp_plugin.method.matchstep import MatchStep
+
+if TYPE_CHECKING:
+    from bilp_plugin.lab.hosts import Host
 
 UPSTREAM = "idc"
 SEPARABLE_NETS = ("convnet", "resnet", "resnet_ap")
@@ -163,3 +168,17 @@ def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -
     if args.load_memory and fewest < args.batch_real:
         raise BiLPError(f"level 1 keeps {fewest} samples of class {cls}, fewer than --batch_real {args.batch_real}, "
                         "which IDC's ClassMemDataLoader cannot sample: lower --bilp-alpha or --batch_real")
+
+
+# ------------------------------------------------------------------------------------------------ host
+@hookimpl
+def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | None:
+    """``--host idc``: points run as launches of the patched IDC, evaluated by IDC (:mod:`bilp_adapters.idc.host`)."""
+    if name != UPSTREAM:
+        return None
+    from bilp_adapters.idc.host import IdcHost, unavailable
+
+    reason = unavailable(options.dataset)
+    if reason is not None:
+        raise BiLPError(f"--host idc cannot run: {reason}")
+    return IdcHost(options, workdir)
