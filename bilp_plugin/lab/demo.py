@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = write_report(sorted((out / "runs").iterdir()), out / "report")
     wall = time.perf_counter() - start
-    markdown = table_markdown(rows, args, host.name, wall, result_curve)
+    markdown = table_markdown(rows, args, host, wall, result_curve)
     (out / "results.md").write_text(markdown)
     (out / "results.json").write_text(json.dumps(
         {"host": host.name, "args": vars(args), "wall_s": wall, "rows": rows,
@@ -124,13 +124,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def table_markdown(rows: list[dict[str, Any]], args: argparse.Namespace, host: str, wall: float,
+def table_markdown(rows: list[dict[str, Any]], args: argparse.Namespace, host: hosts.Host, wall: float,
                    result_curve: curve.Curve | None) -> str:
     """The comparison table (accuracy: mean +- std over every evaluated network of every seed), then the
     accuracy-against-alpha table with each criterion's max pruning ratio."""
-    title = (f"BiLP demo: {args.method} on {args.dataset}, ipc {args.ipc}, {args.iterations} iterations, "
-             f"{host} host; accuracy over {len(hosts.parse_seeds(args.seeds))} seed(s) x {args.eval_models} "
-             "evaluation networks; time = mean seconds per run")
+    title = (f"BiLP demo: {hosts.method_of(host, args)} on {args.dataset}, ipc {args.ipc}, {args.iterations} "
+             f"iterations, {host.name} host; accuracy over {len(hosts.parse_seeds(args.seeds))} seed(s) x "
+             f"{args.eval_models} evaluation networks; time = mean seconds per run")
     lines = [title, "",
              "| setting | real kept | level 2 kept | accuracy (%) | distill (s) | evaluate (s) |",
              "|---|---|---|---|---|---|"]

@@ -65,6 +65,11 @@ class Host(Protocol):
         ...
 
 
+def method_of(host: Host, options: argparse.Namespace) -> str:
+    """The method a host distills with: its own (``IDC``, ``IDM``) where it has one, else ``--method``."""
+    return str(getattr(host, "method", options.method))
+
+
 def parse_seeds(text: str) -> list[int]:
     try:
         values = [int(s) for s in text.split(",") if s.strip()]

@@ -23,6 +23,7 @@ import multiprocessing
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
@@ -62,24 +63,31 @@ def record_totals(run_dir: Path) -> dict[str, Any] | None:
     return {k: summary.get(k) for k in RECORD_TOTALS}
 
 
-def run_one(host: Host, point: Point, run_dir: Path, scores: Path) -> tuple[dict[str, Any], float]:
+def check_budget(budget_s: float | None) -> None:
+    if budget_s is not None and not budget_s > 0:
+        raise BiLPError(f"--budget must be a positive number of seconds, got {budget_s:g}")
+
+
+def run_one(host: Host, point: Point, run_dir: Path, scores: Path, clock: Callable[[], float] = time.perf_counter
+            ) -> tuple[dict[str, Any], float]:
     """Run one point (in this process or a worker); returns its result and wall seconds."""
-    start = time.perf_counter()
+    start = clock()
     result = host.run(point, run_dir, scores)
-    return result, time.perf_counter() - start
+    return result, clock() - start
 
 
 class PointRunner:
     """Runs points of one command folder on one host (see the module docstring)."""
 
     def __init__(self, host: Host, out: Path, scores: Path, label: str, jobs: int = 1,
-                 budget_s: float | None = None, started: float | None = None) -> None:
-        if budget_s is not None and budget_s <= 0:
-            raise BiLPError(f"--budget must be a positive number of seconds, got {budget_s:g}")
+                 budget_s: float | None = None, started: float | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        check_budget(budget_s)
         self.host, self.out, self.scores, self.label = host, out, scores, label
         self.jobs = max(1, jobs)
         self.budget_s = budget_s
-        self.started = time.perf_counter() if started is None else started
+        self.clock = clock
+        self.started = clock() if started is None else started
         self.results: dict[str, dict[str, Any]] = {}
         self.seconds: list[float] = []
 
@@ -99,7 +107,7 @@ class PointRunner:
             for point in todo:
                 if not self._affordable():
                     break
-                self._finish(point, *run_one(self.host, point, self._fresh(point), self.scores))
+                self._finish(point, *run_one(self.host, point, self._fresh(point), self.scores, self.clock))
         else:
             self._in_pool(todo)
         return self.results
@@ -122,7 +130,8 @@ class PointRunner:
                 while queue or running:
                     while queue and len(running) < self.jobs and self._affordable():
                         point = queue.pop(0)
-                        running[pool.submit(run_one, self.host, point, self._fresh(point), self.scores)] = point
+                        future = pool.submit(run_one, self.host, point, self._fresh(point), self.scores, self.clock)
+                        running[future] = point
                     if not running:
                         break
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -135,7 +144,7 @@ class PointRunner:
     def _affordable(self) -> bool:
         if self.budget_s is None or not self.seconds:
             return True
-        return time.perf_counter() - self.started + statistics.fmean(self.seconds) <= self.budget_s
+        return self.clock() - self.started + statistics.fmean(self.seconds) <= self.budget_s
 
     def _stored(self, point: Point) -> dict[str, Any] | None:
         file = self.out / "points" / f"{point.name}.json"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bilp_plugin.lab import curve, hosts, plots
-from bilp_plugin.lab.resumable import PointRunner, check_settings
+from bilp_plugin.lab.resumable import PointRunner, check_budget, check_settings
 
 FIXED = ("method", "dataset", "ipc", "iterations", "batch_real", "width", "eval_models", "eval_epochs", "scores",
          "score_epochs", "upstream_args")
@@ -33,6 +33,7 @@ FIXED = ("method", "dataset", "ipc", "iterations", "batch_real", "width", "eval_
 def run(args: argparse.Namespace) -> int:
     """The sweep of the module docstring, for ``bilp sweep``'s parsed options."""
     started = time.perf_counter()
+    check_budget(args.budget)
     alphas, seeds = curve.parse_alphas(args.alphas), hosts.parse_seeds(args.seeds)
     criteria = curve.parse_criteria(args.criteria)
     out = Path(args.out)
@@ -49,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     table = {c: {a: hosts.summary([results[curve.point_name(c, a, s)] for s in seeds]) for a in alphas}
              for c in criteria}
     result_curve = curve.Curve.from_results(results, alphas, seeds, criteria)
-    title = (f"Max-pruning-ratio sweep: {args.method} on {args.dataset}, ipc {args.ipc}, {args.iterations} "
-             f"iterations, {host.name} host; accuracy (%) over seeds {','.join(map(str, seeds))} x "
+    title = (f"Max-pruning-ratio sweep: {hosts.method_of(host, args)} on {args.dataset}, ipc {args.ipc}, "
+             f"{args.iterations} iterations, {host.name} host; accuracy (%) over seeds {','.join(map(str, seeds))} x "
              f"{args.eval_models} networks")
     png = plots.alpha_curve(result_curve, out, "sweep-curve.png")
     markdown = "\n".join([title, "", *result_curve.table(), "", f"![accuracy against alpha]({png})", ""])
