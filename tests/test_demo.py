@@ -181,10 +181,10 @@ def test_dc_command_and_result(tmp_path: Path) -> None:
                run_dir / "upstream" / "res_DC_MNIST_ConvNet_1ipc.pt")
     (run_dir / "level1.json").write_text(json.dumps({"kept": 30000, "n": 60000}))
     (run_dir / "summary.json").write_text(json.dumps({"matching_loop_s": 4.0}))
-    result = launched.result(run_dir, "dc", "DC", dc.options, point, 60000, dc.accuracies(run_dir), 10.0,
-                             dc.evaluation())
+    accuracy, evaluation = dc.evaluated(run_dir)
+    result = launched.result(run_dir, "dc", "DC", dc.options, point, 60000, accuracy, 10.0, evaluation)
     assert result["accuracy"] == [0.5, 0.7] and result["real_kept"] == 30000 and result["eval_s"] == 6.0
-    assert result["eval"]["epochs"] == 1000  # main.py forces 1000 epochs when it augments (MNIST)
+    assert result["eval"] == {"models": 2, "epochs": 1000, "model": "ConvNet"}  # main.py: 1000 epochs on MNIST
 
 
 def test_dc_methods_and_upstream_args(tmp_path: Path) -> None:
@@ -196,11 +196,11 @@ def test_dc_methods_and_upstream_args(tmp_path: Path) -> None:
     assert "--skip-cifar-integrity" in text and "main.py -- --dataset CIFAR10" in text
     assert "--method DSA --init real --dsa_strategy color_crop_cutout_flip_scale_rotate" in text
     assert text.endswith("--bilp-out " + str(tmp_path / "run") + " --lr_img 0.5 --init noise")
-    assert dsa.evaluation()["epochs"] == 1000  # DSA always trains its evaluation networks for 1000 epochs
+    assert dc_host.eval_epochs(dsa.options) == 1000  # DSA always trains its evaluation networks for 1000 epochs
     dm = _dc(tmp_path, dataset="mnist", data_root=str(tmp_path), method="DM", eval_epochs=7)
     text = " ".join(dm.launches(point, tmp_path / "run", tmp_path / "s.npz")[0].command)
     assert "main_DM.py -- --dataset MNIST" in text and "--method" not in text.split(" -- ", 1)[1]
-    assert dm.evaluation()["epochs"] == 7
+    assert dc_host.eval_epochs(dm.options) == 7
     with pytest.raises(BiLPError, match="does not parse"):
         hosts.upstream_args(_host_args(upstream_args="--init 'real"))
 

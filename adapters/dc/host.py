@@ -9,8 +9,8 @@ Each point is one launch of the patched copy in ``<workdir>/upstream-dc/``::
 Per method, the upstream's README command: DSA adds ``--init real --dsa_strategy
 color_crop_cutout_flip_scale_rotate``; DC and DM keep their script's defaults (DC: noise initialisation; DM: real
 initialisation, that strategy). ``--upstream-args`` overrides any of them. The upstream evaluates its synthetic
-set once at the end (``--eval_mode end``: ``E`` fresh ConvNets) and saves
-``res_<method>_<dataset>_ConvNet_<ipc>ipc.pt``; its accuracies become ``RUN_DIR/result.json``. Progress: its
+set once at the end (``--eval_mode end``: ``E`` fresh networks of ``--model``) and saves
+``res_<method>_<dataset>_<model>_<ipc>ipc.pt``; its accuracies become ``RUN_DIR/result.json``. Progress: its
 ``iter = N`` lines (every 10 iterations) and its ``Evaluate_NN`` lines (one per evaluated network).
 """
 
@@ -84,9 +84,6 @@ class DcHost(LaunchedHost):
                    Signal(r"Evaluate_(\d+):", "evaluate", a.eval_models, offset=1)]
         return [Launch(self.launch(point, script, args, flags), run_dir / "upstream", signals)]
 
-    def accuracies(self, run_dir: Path) -> list[float]:
-        a = self.options
-        return saved_accuracies(run_dir / "upstream" / f"res_{a.method}_{DATASETS[a.dataset]}_ConvNet_{a.ipc}ipc.pt")
-
-    def evaluation(self) -> dict[str, Any]:
-        return {"models": self.options.eval_models, "epochs": eval_epochs(self.options), "model": "ConvNet (upstream)"}
+    def evaluated(self, run_dir: Path) -> tuple[list[float], dict[str, Any]]:
+        accs, model = saved_accuracies(run_dir / "upstream")
+        return accs, {"models": self.options.eval_models, "epochs": eval_epochs(self.options), "model": model}

@@ -84,12 +84,10 @@ class IdcHost(LaunchedHost):
                                        Signal(r"\(Iter\s+(\d+)\)", "distill")]),
                 Launch(evaluate, cwd, [Signal(r"idc evaluation network (\d+)/", "evaluate", a.eval_models)], tree)]
 
-    def accuracies(self, run_dir: Path) -> list[float]:
+    def evaluated(self, run_dir: Path) -> tuple[list[float], dict[str, Any]]:
         file = run_dir / "upstream" / EVAL_FILE
         if not file.is_file():
             raise BiLPError(f"IDC's evaluation wrote no {file}: see the log.txt beside it")
-        return [float(a) for a in json.loads(file.read_text())["accuracy"]]
-
-    def evaluation(self) -> dict[str, Any]:
-        return {"models": self.options.eval_models, "epochs": self.options.eval_epochs,
-                "model": "IDC define_model (--net_type, upstream)"}
+        saved = json.loads(file.read_text())
+        return [float(a) for a in saved["accuracy"]], {"models": self.options.eval_models, "epochs": saved["epochs"],
+                                                       "model": saved["model"], "best": saved["best"]}

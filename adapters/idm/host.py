@@ -12,7 +12,7 @@ Each point is one launch of the patched copy in ``<workdir>/upstream-idm/``, in 
 ``--net_generate_interval 5`` at ipc 1); ``--batch-real`` is ours (the published runs use 5000 at ipc 1 and 256
 at ipc 10). ``--eval_interval N`` makes IDM evaluate once, after the last iteration: ``E`` fresh ConvNets trained
 for ``EE`` epochs on the partitioned set (IDM's ``number_sign_augment``), saved to
-``res_DM_CIFAR10_ConvNet_<ipc>ipc.pt``. ``--upstream-args`` overrides any of these (e.g. ``"--trained_bs 64
+``res_DM_CIFAR10_<model>_<ipc>ipc.pt``. ``--upstream-args`` overrides any of these (e.g. ``"--trained_bs 64
 --model_train_steps 2"`` for a small CPU run). IDM imports ``torchnet`` (one meter class; this repository's
 ``tests/stubs`` holds a stand-in) and ``kornia``. Progress: its ``iter = N`` lines (every 10 iterations) and its
 ``Evaluate_NN`` lines.
@@ -82,10 +82,7 @@ class IdmHost(LaunchedHost):
         command = self.launch(point, SCRIPTS[a.dataset][0], args, ("--skip-cifar-integrity",))
         return [Launch(command, run_dir / "upstream", signals)]
 
-    def accuracies(self, run_dir: Path) -> list[float]:
-        return saved_accuracies(run_dir / "upstream" / f"res_DM_{SCRIPTS[self.options.dataset][1]}_ConvNet_"
-                                f"{self.options.ipc}ipc.pt")
-
-    def evaluation(self) -> dict[str, Any]:
-        return {"models": self.options.eval_models, "epochs": self.options.eval_epochs,
-                "model": "ConvNet on number_sign_augment (upstream)"}
+    def evaluated(self, run_dir: Path) -> tuple[list[float], dict[str, Any]]:
+        accs, model = saved_accuracies(run_dir / "upstream")
+        return accs, {"models": self.options.eval_models, "epochs": self.options.eval_epochs,
+                      "model": f"{model} on number_sign_augment"}

@@ -8,7 +8,7 @@ the mechanics every such host shares, once.
   streamed to ``<run>/upstream/log.txt`` and read line by line for its progress (:class:`Signal`: the line that
   tells the upstream's iteration or evaluated network), reported by :class:`~bilp_plugin.lab.progress.PointProgress`.
 * :func:`saved_accuracies`, :func:`result`: the accuracies an upstream saved, and ``result.json``.
-* :class:`LaunchedHost`: the template an adapter's ``host.py`` fills in: its launches and where its accuracies are.
+* :class:`LaunchedHost`: the template an adapter's ``host.py`` fills in: its launches and how it evaluated.
 """
 
 from __future__ import annotations
@@ -145,12 +145,18 @@ def stream(launch: Launch, log: Path, progress: PointProgress) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the results
-def saved_accuracies(file: Path, model: str = "ConvNet") -> list[float]:
-    """The accuracies of the evaluated networks in a DatasetCondensation-style ``res_*.pt`` (DC, DSA, DM, IDM):
-    ``accs_all_exps[model]``."""
-    if not file.is_file():
-        raise BiLPError(f"the upstream wrote no {file.name} in {file.parent}: see the log.txt there")
-    return [float(a) for a in torch.load(file, weights_only=False)["accs_all_exps"][model]]
+def saved_accuracies(folder: Path) -> tuple[list[float], str]:
+    """The accuracies of the evaluated networks in the one DatasetCondensation-style ``res_*.pt`` in ``folder``
+    (DC, DSA, DM, IDM: ``accs_all_exps``, one evaluated architecture), and that architecture's name."""
+    files = sorted(folder.glob("res_*.pt"))
+    if len(files) != 1:
+        raise BiLPError(f"the upstream wrote {len(files)} res_*.pt files in {folder}, not one: see the log.txt there")
+    accs = torch.load(files[0], weights_only=False)["accs_all_exps"]
+    if len(accs) != 1:
+        raise BiLPError(f"{files[0]} holds accuracies of {len(accs)} architectures ({', '.join(accs)}); the host "
+                        "reads one: do not pass an --eval_mode that evaluates several")
+    [(model, values)] = accs.items()
+    return [float(a) for a in values], model
 
 
 def result(run_dir: Path, host: str, method: str, options: argparse.Namespace, point: Point, n_real: int,
@@ -170,9 +176,9 @@ def result(run_dir: Path, host: str, method: str, options: argparse.Namespace, p
 
 
 class LaunchedHost:
-    """A host whose points are launches of the patched upstream of one adapter. Subclasses set ``name`` and
-    ``method`` and implement :meth:`launches`, :meth:`accuracies` and :meth:`evaluation`; each point's launches
-    run in ``<run>/upstream/``, logged to ``<run>/upstream/log.txt``."""
+    """A host whose points are launches of the patched upstream of one adapter. Subclasses set ``name`` (and
+    ``method`` where it is not ``--method``) and implement :meth:`launches` and :meth:`evaluated`; each point's
+    launches run in ``<run>/upstream/``, logged to ``<run>/upstream/log.txt``."""
 
     name = "launched"
 
@@ -195,12 +201,9 @@ class LaunchedHost:
         distills."""
         raise NotImplementedError
 
-    def accuracies(self, run_dir: Path) -> list[float]:
-        """The test accuracy of each evaluated network, in [0, 1], as the upstream saved or printed it."""
-        raise NotImplementedError
-
-    def evaluation(self) -> dict[str, Any]:
-        """How the upstream evaluated: ``models``, ``epochs``, ``model``."""
+    def evaluated(self, run_dir: Path) -> tuple[list[float], dict[str, Any]]:
+        """The test accuracy of each evaluated network, in [0, 1], as the upstream saved it, and how it evaluated
+        (``models``, ``epochs``, ``model``)."""
         raise NotImplementedError
 
     def launch(self, point: Point, script: str, args: list[str], flags: tuple[str, ...] = ()) -> list[str]:
@@ -216,7 +219,8 @@ class LaunchedHost:
         start = time.perf_counter()
         for launch in self.launches(point, run_dir, scores):
             stream(launch, upstream / "log.txt", progress)
-        outcome = result(run_dir, self.name, self.method, self.options, point, self.n_real,
-                         self.accuracies(run_dir), time.perf_counter() - start, self.evaluation())
+        accuracy, evaluation = self.evaluated(run_dir)
+        outcome = result(run_dir, self.name, self.method, self.options, point, self.n_real, accuracy,
+                         time.perf_counter() - start, evaluation)
         write_result(run_dir, outcome)
         return outcome
