@@ -125,6 +125,25 @@ def test_demo_writes_table_records_and_report_and_never_overwrites(tmp_path: Pat
     assert [r["accuracy_mean"] for r in again["rows"]] == [r["accuracy_mean"] for r in results["rows"]]
 
 
+def test_demo_shows_the_accuracy_against_alpha_curve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--curve adds level 1 by loss and random at each curve alpha; the table's rows are its points at --alpha."""
+    out = tmp_path / "demo"
+    tiny = [f for f in TINY_DEMO if f != "--no-curve"]
+    assert main(["demo", *tiny, "--curve-alphas", "0.9", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        "baseline-s0", "level12-s0", "loss-a0.5-s0", "loss-a0.9-s0", "random-a0.5-s0", "random-a0.9-s0"]
+    assert "| alpha | loss | random |" in printed and "| 0.9 |" in printed
+    assert "max alpha within the baseline's std: loss" in printed and "report/alpha-curve.png" in printed
+    assert "not a standard error: the standard error of a mean is std / 1.0" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["max_alpha"]) == {"loss", "random"}
+    report = (out / "report" / "report.md").read_text()
+    assert "![accuracy against alpha](alpha-curve.png)" in report and (out / "report" / "alpha-curve.png").is_file()
+    assert main(["demo", *tiny, "--curve-alphas", "1.5", "--out", str(tmp_path / "bad")]) == 2
+    assert "--curve-alphas must be in [0, 1)" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 def test_force_never_removes_a_folder_that_is_not_a_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
     assert main(["demo", *TINY_DEMO, "--out", str(tmp_path), "--force"]) == 2

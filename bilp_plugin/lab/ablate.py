@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
                         f"{args.alpha:g} and {args.beta:g}")
     seeds = hosts.parse_seeds(args.seeds)
     out = Path(args.out)
+    host = hosts.make_host(args, out)  # a host that cannot run here refuses before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    host = hosts.make_host(args, out)
     check_settings(out, "ablate.json", {"host": host.name, **{k: getattr(args, k, None) for k in FIXED}})
     scores = hosts.score_file(args, out)
     table = points(args.alpha, args.beta, seeds)

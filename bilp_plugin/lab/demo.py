@@ -139,6 +139,10 @@ def table_markdown(rows: list[dict[str, Any]], args: argparse.Namespace, host: h
         lines.append(f"| {r['label']} | {r['real_kept']}/{r['real_total']} | {level2} | "
                      f"{100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f} | {r['distill_s']:.1f} | "
                      f"{r['eval_s']:.1f} |")
+    n = len(hosts.parse_seeds(args.seeds)) * args.eval_models
+    lines += ["", f"± is the std over the {n} accuracies (seeds x networks), not a standard error: the standard "
+              f"error of a mean is std / {n ** 0.5:.1f} (the networks of one seed share its synthetic set, so it is "
+              "larger in truth)."]
     if result_curve is not None:
         lines += ["", "Level 1 by loss against random selection of the same size, per alpha (accuracy %; the "
                   "curve: report/alpha-curve.png):", "", *result_curve.table()]

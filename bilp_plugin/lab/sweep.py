@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     alphas, seeds = curve.parse_alphas(args.alphas), hosts.parse_seeds(args.seeds)
     criteria = curve.parse_criteria(args.criteria)
     out = Path(args.out)
+    host = hosts.make_host(args, out)  # a host that cannot run here refuses before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    host = hosts.make_host(args, out)
     check_settings(out, "sweep.json", {"host": host.name, **{k: getattr(args, k, None) for k in FIXED}})
     scores = hosts.score_file(args, out)
     todo = curve.points(alphas, seeds, criteria)
