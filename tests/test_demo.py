@@ -204,6 +204,8 @@ def test_dc_command_and_result(tmp_path: Path) -> None:
     result = launched.result(run_dir, "dc", "DC", dc.options, point, 60000, accuracy, 10.0, evaluation)
     assert result["accuracy"] == [0.5, 0.7] and result["real_kept"] == 30000 and result["eval_s"] == 6.0
     assert result["eval"] == {"models": 2, "epochs": 1000, "model": "ConvNet"}  # main.py: 1000 epochs on MNIST
+    inside = launched.result(run_dir, "dc", "DC", dc.options, point, 60000, accuracy, 10.0, evaluation, 1.5)
+    assert inside["distill_s"] == 2.5 and inside["eval_s"] == 7.5  # the evaluation inside the matching loop
 
 
 def test_dc_methods_and_upstream_args(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ class SlowHost:
         rows = 100 if point.beta else 0
         (run_dir / "summary.json").write_text(json.dumps({"selections": 1, "rows": rows, "kept_rows": rows // 2,
                                                           "ite_s": 1.0, "matching_loop_s": 4.0, "ite_share": 0.25}))
-        return {"accuracy": [0.5 + point.seed / 10], "real_kept": 10, "real_total": 20, "distill_s": 1.0,
+        return {"accuracy": [0.5 + point.seed / 10], "real_kept": 10, "real_total": 20, "distill_s": 4.0,
                 "eval_s": 1.0}
 
 
@@ -99,15 +99,18 @@ def test_a_point_prints_one_line_per_interval_with_the_time_left() -> None:
 def test_a_launch_is_streamed_to_its_log_and_read_for_progress(tmp_path: Path) -> None:
     script = tmp_path / "upstream.py"
     script.write_text("import sys\nprint('total 5 iterations')\nfor i in range(5):\n    print(f'iter = {i:04d}')\n"
-                      "print('Evaluate_00: test acc = 0.5')\nsys.exit(int(sys.argv[1]))\n")
+                      "print('Evaluation')\nprint('Evaluate_00: test acc = 0.5')\nsys.exit(int(sys.argv[1]))\n")
     lines: list[str] = []
     bar = progress.PointProgress("p", every_s=0, write=lines.append)
     signals = [launched.Signal(r"total (\d+) iterations", "distill", sets_total=True),
                launched.Signal(r"iter = (\d+)", "distill", offset=1),
+               launched.Signal(r"^Evaluation$", "evaluate", 2),
                launched.Signal(r"Evaluate_(\d+):", "evaluate", 2, offset=1)]
-    launched.stream(launched.Launch([sys.executable, str(script), "0"], tmp_path / "cwd", signals),
-                    tmp_path / "log.txt", bar)
-    assert [line.split(",")[0] for line in lines] == [*(f"p: distill {i}/5" for i in range(1, 6)), "p: evaluate 1/2"]
+    watcher = launched.stream(launched.Launch([sys.executable, str(script), "0"], tmp_path / "cwd", signals),
+                              tmp_path / "log.txt", bar)
+    assert [line.split(",")[0] for line in lines] == [*(f"p: distill {i}/5" for i in range(1, 6)), "p: evaluate 0/2",
+                                                      "p: evaluate 1/2"]
+    assert set(watcher.spans) == {"distill", "evaluate"} and 0 <= watcher.seconds("evaluate") < 60
     assert "iter = 0004" in (tmp_path / "log.txt").read_text()
     with pytest.raises(BiLPError, match="the patched upstream failed \\(3\\); its log is .*\n.*total 5"):
         launched.stream(launched.Launch([sys.executable, str(script), "3"], tmp_path, []), tmp_path / "log.txt", bar)

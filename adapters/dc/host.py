@@ -60,6 +60,7 @@ class DcHost(LaunchedHost):
     """Runs points as launches of the patched DatasetCondensation (one process per point)."""
 
     name = "dc"
+    evaluates_in_loop = True
 
     def __init__(self, args: argparse.Namespace, workdir: Path, root: Path | None = None,
                  python: str = sys.executable) -> None:
@@ -80,7 +81,7 @@ class DcHost(LaunchedHost):
         script = "main_DM.py" if a.method == "DM" else "main.py"
         flags = ("--skip-cifar-integrity",) if a.dataset == "cifar10" else ()
         args = [*self.upstream_args(run_dir), *point.bilp_flags(scores), "--bilp-out", str(run_dir)]
-        signals = [Signal(r"iter = (\d+)", "distill", a.iterations),
+        signals = [Signal(r"iter = (\d+)", "distill", a.iterations), Signal(r"^Evaluation$", "evaluate", a.eval_models),
                    Signal(r"Evaluate_(\d+):", "evaluate", a.eval_models, offset=1)]
         return [Launch(self.launch(point, script, args, flags), run_dir / "upstream", signals)]
 

@@ -76,7 +76,7 @@ class IdcHost(LaunchedHost):
         cwd = run_dir / "upstream"
         condense = self.launch(point, "condense.py",
                                [*self.upstream_args(), *point.bilp_flags(scores), "--bilp-out", str(run_dir)], flags)
-        evaluate = self.launch(point, str(RUNNER), [
+        evaluate = self.launch(point, RUNNER, [
             "--eval-epochs", str(a.eval_epochs), "--eval-out", str(cwd / EVAL_FILE), "--", *self.upstream_args()],
             flags)
         tree = {"PYTHONPATH": os.pathsep.join(filter(None, [str(self.tree), os.environ.get("PYTHONPATH")]))}

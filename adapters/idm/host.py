@@ -54,6 +54,7 @@ class IdmHost(LaunchedHost):
     """Runs points as launches of the patched IDM."""
 
     name = "idm"
+    evaluates_in_loop = True
 
     def __init__(self, args: argparse.Namespace, workdir: Path, python: str = sys.executable) -> None:
         super().__init__(args, workdir, ADAPTER, python)
@@ -77,7 +78,7 @@ class IdmHost(LaunchedHost):
         a = self.options
         (run_dir / "upstream" / "checkpoints").mkdir(parents=True, exist_ok=True)
         args = [*self.upstream_args(run_dir), *point.bilp_flags(scores), "--bilp-out", str(run_dir)]
-        signals = [Signal(r"iter = (\d+)", "distill", a.iterations),
+        signals = [Signal(r"iter = (\d+)", "distill", a.iterations), Signal(r"^Evaluation$", "evaluate", a.eval_models),
                    Signal(r"Evaluate_(\d+):", "evaluate", a.eval_models, offset=1)]
         command = self.launch(point, SCRIPTS[a.dataset][0], args, ("--skip-cifar-integrity",))
         return [Launch(command, run_dir / "upstream", signals)]

@@ -15,9 +15,10 @@ both      level 1 + prune both tails (full BiLP)     ``--bilp-alpha A --bilp-bet
 ========  =========================================  ==============================================
 
 The table: accuracy (mean ± std over every evaluated network of every seed), the real rows level 1 kept, the
-share of the drawn real rows level 2 kept (pooled over the seeds' records) and the ITE's share of the matching
-loop (mean over the seeds). Resumable like the sweep (:mod:`bilp_plugin.lab.resumable`; settings in
-``<out>/ablate.json``, which include alpha and beta). Writes ``ablate.md`` and ``ablate-results.json``.
+share of the drawn real rows level 2 kept (pooled over the seeds' records) and the ITE's share of the
+distillation (the record's ITE seconds over the point's ``distill_s``, mean over the seeds). Resumable like the
+sweep (:mod:`bilp_plugin.lab.resumable`; settings in ``<out>/ablate.json``, which include alpha and beta). Writes
+``ablate.md`` and ``ablate-results.json``.
 """
 
 from __future__ import annotations
@@ -107,5 +108,6 @@ def table_markdown(rows: list[dict[str, Any]], args: argparse.Namespace, host: h
                      f"{100 * r['accuracy_std']:.1f} | {r['real_kept']}/{r['real_total']} | "
                      f"{_share(r['level2_kept'])} | {_share(r['ite_share'])} |")
     lines += ["", "kept by level 2: kept rows / drawn rows over the selections of every seed's record; ITE share: ITE "
-              "seconds / matching-loop seconds, mean over the seeds", ""]
+              "seconds / distillation seconds (the matching loop, less an evaluation inside it), mean over the seeds",
+              ""]
     return "\n".join(lines)

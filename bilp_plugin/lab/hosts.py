@@ -149,11 +149,13 @@ def score_file(args: argparse.Namespace, out: Path) -> Path:
 
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and std of the accuracy over every evaluated network of every seed; mean seconds per run; the share
-    of real rows level 2 kept (pooled over the runs) and the mean ITE share of the matching loop, from the
-    ``record`` totals :mod:`bilp_plugin.lab.resumable` attaches (``None`` without level 2)."""
+    of real rows level 2 kept (pooled over the runs) and the mean ITE share of the distillation (ITE seconds over
+    ``distill_s``), from the ``record`` totals :mod:`bilp_plugin.lab.resumable` attaches (``None`` without
+    level 2)."""
     accs = [a for r in results for a in r["accuracy"]]
-    records = [r["record"] for r in results if (r.get("record") or {}).get("rows")]
-    shares = [r["ite_share"] for r in records if r.get("ite_share") is not None]
+    with_level2 = [r for r in results if (r.get("record") or {}).get("rows")]
+    records = [r["record"] for r in with_level2]
+    shares = [r["record"]["ite_s"] / r["distill_s"] for r in with_level2 if r["distill_s"]]
     return {"runs": len(results), "real_kept": results[0]["real_kept"], "real_total": results[0]["real_total"],
             "accuracy_mean": statistics.fmean(accs), "accuracy_std": statistics.pstdev(accs),
             "distill_s": statistics.fmean(r["distill_s"] for r in results),

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,8 @@ def patched_copy(adapter: Path, dest: Path) -> Path:
 # ------------------------------------------------------------------------------------------------ the launch
 @dataclass(frozen=True)
 class Signal:
-    """A line of the upstream's output that tells its progress: ``pattern``'s first group is the step (plus
-    ``offset``) of ``phase`` out of ``total``; with ``sets_total`` the group is the phase's total instead."""
+    """A line of the upstream's output that tells its progress: ``pattern``'s first group (0 without a group) is
+    the step (plus ``offset``) of ``phase`` out of ``total``; with ``sets_total`` the group is the phase's total."""
 
     pattern: str
     phase: str
@@ -106,28 +107,39 @@ def bilp_launch(python: str, script: Path, args: list[str], seed: int, threads: 
 
 
 class Watcher:
-    """Reads the upstream's lines and tells ``progress`` what the signals say."""
+    """Reads the upstream's lines, tells ``progress`` what the signals say, and keeps when each phase was first and
+    last signalled (:meth:`seconds`)."""
 
-    def __init__(self, signals: list[Signal], progress: PointProgress) -> None:
+    def __init__(self, signals: list[Signal], progress: PointProgress,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.signals = [(re.compile(s.pattern), s) for s in signals]
         self.totals = {s.phase: s.total for s in signals if not s.sets_total}
         self.progress = progress
+        self.clock = clock
+        self.spans: dict[str, tuple[float, float]] = {}
 
     def line(self, text: str) -> None:
         for pattern, signal in self.signals:
             match = pattern.search(text)
             if match is None:
                 continue
-            value = int(match.group(1))
+            value = int(match.group(1)) if pattern.groups else 0
             if signal.sets_total:
                 self.totals[signal.phase] = value
-            else:
-                self.progress.step(signal.phase, value + signal.offset, self.totals.get(signal.phase))
+                continue
+            now = self.clock()
+            self.spans[signal.phase] = (self.spans.get(signal.phase, (now, now))[0], now)
+            self.progress.step(signal.phase, value + signal.offset, self.totals.get(signal.phase))
+
+    def seconds(self, phase: str) -> float:
+        """Seconds from the first to the last signal of ``phase`` (0 when it had fewer than two)."""
+        first, last = self.spans.get(phase, (0.0, 0.0))
+        return last - first
 
 
-def stream(launch: Launch, log: Path, progress: PointProgress) -> None:
-    """Run ``launch``, its stdout and stderr appended to ``log`` line by line and read for its signals; a failure
-    raises :class:`BiLPError` quoting the log's last lines."""
+def stream(launch: Launch, log: Path, progress: PointProgress) -> Watcher:
+    """Run ``launch``, its stdout and stderr appended to ``log`` line by line and read for its signals; returns
+    the watcher (the phases' times); a failure raises :class:`BiLPError` quoting the log's last lines."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **launch.env}
     watcher = Watcher(launch.signals, progress)
     tail: deque[str] = deque(maxlen=LOG_TAIL)
@@ -142,6 +154,7 @@ def stream(launch: Launch, log: Path, progress: PointProgress) -> None:
         code = proc.wait()
     if code != 0:
         raise BiLPError(f"the patched upstream failed ({code}); its log is {log}; last lines:\n" + "".join(tail))
+    return watcher
 
 
 # ------------------------------------------------------------------------------------------------ the results
@@ -160,13 +173,17 @@ def saved_accuracies(folder: Path) -> tuple[list[float], str]:
 
 
 def result(run_dir: Path, host: str, method: str, options: argparse.Namespace, point: Point, n_real: int,
-           accuracy: list[float], seconds: float, evaluation: dict[str, Any]) -> dict[str, Any]:
+           accuracy: list[float], seconds: float, evaluation: dict[str, Any], evaluation_in_loop_s: float = 0.0
+           ) -> dict[str, Any]:
     """``result.json`` of a launched point. ``distill_s`` is the record's matching-loop time (first to last real
-    draw), ``eval_s`` the rest of the launches (data loading, evaluation)."""
+    draw) less ``evaluation_in_loop_s``, an evaluation the upstream runs between two draws (DC and IDM evaluate at
+    the start of their last iteration, which still matches); ``eval_s`` is the rest of the launches (data
+    loading, evaluation)."""
     level1 = run_dir / "level1.json"
     kept = json.loads(level1.read_text())["kept"] if level1.is_file() else n_real
     summary = run_dir / "summary.json"
-    distill = (json.loads(summary.read_text()).get("matching_loop_s") or 0.0) if summary.is_file() else 0.0
+    loop = (json.loads(summary.read_text()).get("matching_loop_s") or 0.0) if summary.is_file() else 0.0
+    distill = max(0.0, loop - evaluation_in_loop_s)
     return {
         "host": host, "method": method, "dataset": options.dataset, "ipc": options.ipc,
         "iterations": options.iterations, "seed": point.seed, "real_total": n_real, "real_kept": kept,
@@ -181,6 +198,9 @@ class LaunchedHost:
     launches run in ``<run>/upstream/``, logged to ``<run>/upstream/log.txt``."""
 
     name = "launched"
+    evaluates_in_loop = False
+    """Whether the upstream evaluates between two real draws (then its evaluation time, from the first to the last
+    ``evaluate`` signal, is taken off the matching loop: ``distill_s``)."""
 
     def __init__(self, options: argparse.Namespace, workdir: Path, adapter: Path, python: str = sys.executable
                  ) -> None:
@@ -206,8 +226,9 @@ class LaunchedHost:
         (``models``, ``epochs``, ``model``)."""
         raise NotImplementedError
 
-    def launch(self, point: Point, script: str, args: list[str], flags: tuple[str, ...] = ()) -> list[str]:
-        """The ``bilp launch`` line of ``script`` in the patched copy, with ``--upstream-args`` last."""
+    def launch(self, point: Point, script: str | Path, args: list[str], flags: tuple[str, ...] = ()) -> list[str]:
+        """The ``bilp launch`` line of ``script`` (a path in the patched copy, or an absolute path such as an
+        adapter's own runner), with ``--upstream-args`` last."""
         return bilp_launch(self.python, self.tree / script, [*args, *self.extra], point.seed, self.options.threads,
                            flags)
 
@@ -217,10 +238,11 @@ class LaunchedHost:
         upstream.mkdir(parents=True, exist_ok=True)
         progress = PointProgress(point.name)
         start = time.perf_counter()
+        evaluating = 0.0
         for launch in self.launches(point, run_dir, scores):
-            stream(launch, upstream / "log.txt", progress)
+            evaluating += stream(launch, upstream / "log.txt", progress).seconds("evaluate")
         accuracy, evaluation = self.evaluated(run_dir)
         outcome = result(run_dir, self.name, self.method, self.options, point, self.n_real, accuracy,
-                         time.perf_counter() - start, evaluation)
+                         time.perf_counter() - start, evaluation, evaluating if self.evaluates_in_loop else 0.0)
         write_result(run_dir, outcome)
         return outcome

@@ -64,6 +64,7 @@ def record_totals(run_dir: Path) -> dict[str, Any] | None:
 
 
 def check_budget(budget_s: float | None) -> None:
+    """``--budget`` is a positive number of seconds (or absent)."""
     if budget_s is not None and not budget_s > 0:
         raise BiLPError(f"--budget must be a positive number of seconds, got {budget_s:g}")
 
@@ -90,6 +91,7 @@ class PointRunner:
         self.started = clock() if started is None else started
         self.results: dict[str, dict[str, Any]] = {}
         self.seconds: list[float] = []
+        self.total = self.earlier = 0
 
     def run(self, points: list[Point]) -> dict[str, dict[str, Any]]:
         """Every point's result (the stored ones and those run now), each with its ``record`` totals; points the
