@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from bilp_plugin import __version__
-from bilp_plugin.commands import apply, demo, launch, plugins, prune, report, score, subset, sweep
+from bilp_plugin.commands import ablate, apply, demo, launch, plugins, prune, report, score, subset, sweep
 from bilp_plugin.errors import BiLPError
 
-COMMANDS = (plugins, score, prune, demo, report, sweep, launch, subset)
+COMMANDS = (plugins, score, prune, demo, report, sweep, ablate, launch, subset)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -231,7 +231,7 @@ class Payload:
 
 
 def test_result_file_is_read_without_running_its_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bilp_adapters.dc.host import read_accuracies
+    from bilp_plugin.lab.launched import read_accuracies
 
     file = tmp_path / "res.pt"
     torch.save({"accs_all_exps": {"ConvNet": [Payload()]}}, file)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from bilp_plugin.commands.flags import add_host_flags
-from bilp_plugin.lab import host, hosts
+from bilp_plugin.lab import host, hosts, launched
 from bilp_plugin.method import ite, level1, scorefile
 from bilp_adapters.dc import host as dc_host
 from bilp_plugin.cli import main
@@ -26,7 +26,7 @@ from bilp_plugin.method.matchstep import MatchStep
 TINY_HOST = ["--ipc", "1", "--iterations", "2", "--width", "8", "--batch-real", "8", "--eval-models", "1",
              "--eval-epochs", "2", "--threads", "1"]
 TINY_DEMO = ["--iterations", "2", "--seeds", "0", "--width", "8", "--batch-real", "8", "--eval-models", "1",
-             "--eval-epochs", "2", "--score-epochs", "1", "--jobs", "1", "--no-strata"]
+             "--eval-epochs", "2", "--score-epochs", "1", "--jobs", "1", "--no-strata", "--no-curve"]
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +119,14 @@ def test_demo_writes_table_records_and_report_and_never_overwrites(tmp_path: Pat
     assert "| 753/1500 |" in printed and "| 1500/1500 |" in printed
     results = json.loads((out / "results.json").read_text())
     assert [r["setting"] for r in results["rows"]] == ["baseline", "level1", "level12", "random"]
-    for name in ("baseline-s0", "level1-s0", "level12-s0", "random-s0"):
+    for name in ("baseline-s0", "loss-a0.5-s0", "level12-s0", "random-a0.5-s0"):
         assert {"config.json", "summary.json", "result.json"} <= {p.name for p in (out / "runs" / name).iterdir()}
-    kept_level1 = np.load(out / "runs" / "level1-s0" / "kept_indices.npy")
+    kept_level1 = np.load(out / "runs" / "loss-a0.5-s0" / "kept_indices.npy")
     own = scorefile.load(out / "scores.npz")
     assert np.array_equal(kept_level1, level1.keep_lowest(own.scores, own.labels, 0.5))
-    assert len(np.load(out / "runs" / "random-s0" / "kept_indices.npy")) == len(kept_level1)
+    assert len(np.load(out / "runs" / "random-a0.5-s0" / "kept_indices.npy")) == len(kept_level1)
+    level12 = next(r for r in results["rows"] if r["setting"] == "level12")
+    assert 0 < level12["level2_kept"] < 1 and f"| {100 * level12['level2_kept']:.1f}% |" in printed
     report = (out / "report" / "report.md").read_text()
     assert "![score histograms]" in report and "![level 2]" in report and "Stratified" in report
     assert main(["demo", *TINY_DEMO, "--out", str(out)]) == 2
@@ -134,6 +136,25 @@ def test_demo_writes_table_records_and_report_and_never_overwrites(tmp_path: Pat
     assert (out / "results.md").read_text() != "old"
     again = json.loads((out / "results.json").read_text())
     assert [r["accuracy_mean"] for r in again["rows"]] == [r["accuracy_mean"] for r in results["rows"]]
+
+
+def test_demo_shows_the_accuracy_against_alpha_curve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--curve adds level 1 by loss and random at each curve alpha; the table's rows are its points at --alpha."""
+    out = tmp_path / "demo"
+    tiny = [f for f in TINY_DEMO if f != "--no-curve"]
+    assert main(["demo", *tiny, "--curve-alphas", "0.9", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        "baseline-s0", "level12-s0", "loss-a0.5-s0", "loss-a0.9-s0", "random-a0.5-s0", "random-a0.9-s0"]
+    assert "| alpha | loss | random |" in printed and "| 0.9 |" in printed
+    assert "max alpha within the baseline's std: loss" in printed and "report/alpha-curve.png" in printed
+    assert "not a standard error: the standard error of a mean is std / 1.0" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["max_alpha"]) == {"loss", "random"}
+    report = (out / "report" / "report.md").read_text()
+    assert "![accuracy against alpha](alpha-curve.png)" in report and (out / "report" / "alpha-curve.png").is_file()
+    assert main(["demo", *tiny, "--curve-alphas", "1.5", "--out", str(tmp_path / "bad")]) == 2
+    assert "--curve-alphas must be in [0, 1)" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_force_never_removes_a_folder_that_is_not_a_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -166,27 +187,56 @@ def test_dc_availability_names_what_is_missing(tmp_path: Path) -> None:
     assert "git submodule update --init third_party/DC" in dc_host.unavailable("mnist", tmp_path)
 
 
-def test_dc_command_and_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The launch line a point becomes, and the upstream's res_*.pt read back as result.json."""
-    args = _host_args(dataset="mnist", data_root=str(tmp_path), method="DC", eval_models=2)
+def _dc(tmp_path: Path, **changes: object) -> dc_host.DcHost:
+    """A dc host without its patched copy (for its launch lines)."""
     dc = object.__new__(dc_host.DcHost)
-    dc.args, dc.python, dc.tree, dc.n_real = args, "py", tmp_path / "tree", 60000
+    dc.options, dc.python, dc.tree, dc.n_real = _host_args(**changes), "py", tmp_path / "tree", 60000
+    dc.extra = hosts.upstream_args(dc.options)
+    return dc
+
+
+def test_dc_command_and_result(tmp_path: Path) -> None:
+    """The launch line a point becomes, and the upstream's res_*.pt read back as result.json."""
+    dc = _dc(tmp_path, dataset="mnist", data_root=str(tmp_path), method="DC", eval_models=2)
     point = hosts.Point("level1-s3", alpha=0.5, seed=3)
-    cmd = dc.command(point, tmp_path / "run", tmp_path / "s.npz")
-    assert cmd[:6] == ["py", "-m", "bilp_plugin", "launch", "--seed", "3"]
+    [launch] = dc.launches(point, tmp_path / "run", tmp_path / "s.npz")
+    cmd = launch.command
+    assert cmd[:8] == ["py", "-m", "bilp_plugin", "launch", "--seed", "3", "--fake-clock", "--threads"]
     text = " ".join(cmd)
     assert f"{tmp_path / 'tree' / 'main.py'} -- --dataset MNIST" in text and "--method DC" in text
     assert "--eval_mode end" in text and "--num_eval 2" in text and "--Iteration 3" in text
     assert text.endswith(f"--bilp-scores {tmp_path / 's.npz'} --bilp-out {tmp_path / 'run'}")
+    assert launch.cwd == tmp_path / "run" / "upstream"
     run_dir = tmp_path / "run"
     (run_dir / "upstream").mkdir(parents=True)
     torch.save({"data": [], "accs_all_exps": {"ConvNet": [0.5, 0.7]}},
                run_dir / "upstream" / "res_DC_MNIST_ConvNet_1ipc.pt")
     (run_dir / "level1.json").write_text(json.dumps({"kept": 30000, "n": 60000}))
     (run_dir / "summary.json").write_text(json.dumps({"matching_loop_s": 4.0}))
-    result = dc_host.parse_result(run_dir, args, point, 60000, 10.0)
+    accuracy, evaluation = dc.evaluated(run_dir)
+    result = launched.result(run_dir, "dc", "DC", dc.options, point, 60000, accuracy, 10.0, evaluation)
     assert result["accuracy"] == [0.5, 0.7] and result["real_kept"] == 30000 and result["eval_s"] == 6.0
-    assert result["eval"]["epochs"] == 1000  # main.py forces 1000 epochs when it augments (MNIST)
+    assert result["eval"] == {"models": 2, "epochs": 1000, "model": "ConvNet"}  # main.py: 1000 epochs on MNIST
+    inside = launched.result(run_dir, "dc", "DC", dc.options, point, 60000, accuracy, 10.0, evaluation, 1.5)
+    assert inside["distill_s"] == 2.5 and inside["eval_s"] == 7.5  # the evaluation inside the matching loop
+
+
+def test_dc_methods_and_upstream_args(tmp_path: Path) -> None:
+    """DSA runs main.py with the README's DSA settings, DM main_DM.py; --upstream-args come last (they win)."""
+    point = hosts.Point("x", seed=0)
+    dsa = _dc(tmp_path, dataset="cifar10", data_root=str(tmp_path), method="DSA",
+              upstream_args="--lr_img 0.5 --init noise")
+    text = " ".join(dsa.launches(point, tmp_path / "run", tmp_path / "s.npz")[0].command)
+    assert "--skip-cifar-integrity" in text and "main.py -- --dataset CIFAR10" in text
+    assert "--method DSA --init real --dsa_strategy color_crop_cutout_flip_scale_rotate" in text
+    assert text.endswith("--bilp-out " + str(tmp_path / "run") + " --lr_img 0.5 --init noise")
+    assert dc_host.eval_epochs(dsa.options) == 1000  # DSA always trains its evaluation networks for 1000 epochs
+    dm = _dc(tmp_path, dataset="mnist", data_root=str(tmp_path), method="DM", eval_epochs=7)
+    text = " ".join(dm.launches(point, tmp_path / "run", tmp_path / "s.npz")[0].command)
+    assert "main_DM.py -- --dataset MNIST" in text and "--method" not in text.split(" -- ", 1)[1]
+    assert dc_host.eval_epochs(dm.options) == 7
+    with pytest.raises(BiLPError, match="does not parse"):
+        hosts.upstream_args(_host_args(upstream_args="--init 'real"))
 
 
 @pytest.mark.integration
@@ -201,7 +251,7 @@ def test_demo_on_the_patched_dc_upstream(tmp_path: Path, mnist_root: Path,
     scorefile.save(tmp_path / "scores.npz", fake)  # scoring MNIST is not what this test is about
     assert main(["demo", "--host", "dc", "--dataset", "mnist", "--data-root", str(mnist_root), "--iterations", "2",
                  "--seeds", "0", "--eval-models", "1", "--eval-epochs", "2", "--scores", str(tmp_path / "scores.npz"),
-                 "--batch-real", "16", "--no-strata", "--out", str(tmp_path / "demo")]) == 0
+                 "--batch-real", "16", "--no-strata", "--no-curve", "--out", str(tmp_path / "demo")]) == 0
     assert "dc host" in capsys.readouterr().out
     result = json.loads((tmp_path / "demo" / "runs" / "level12-s0" / "result.json").read_text())
     assert result["host"] == "dc" and len(result["accuracy"]) == 1

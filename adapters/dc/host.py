@@ -1,46 +1,34 @@
-"""``--host dc``: run demo and sweep points on the patched DatasetCondensation (``main_DM.py`` for DM,
-``main.py --method DC`` for DC) instead of the built-in host.
+"""``--host dc``: run demo, sweep and ablate points on the patched DatasetCondensation: ``main_DM.py`` for DM,
+``main.py --method DC`` or ``--method DSA`` for DC and DSA (the launch mechanics: :mod:`bilp_plugin.lab.launched`).
 
-The patched files are written once into ``<workdir>/upstream-dc/`` from the submodule's git objects (the pinned
-commit plus ``patches/dc``; the submodule checkout itself is never touched), and each point runs there as::
+Each point is one launch of the patched copy in ``<workdir>/upstream-dc/``::
 
-    bilp launch --seed SEED --threads T <workdir>/upstream-dc/main_DM.py -- --dataset MNIST \\
+    bilp launch --seed SEED --fake-clock --threads T <workdir>/upstream-dc/main_DM.py -- --dataset MNIST \\
         --ipc 1 --Iteration N --num_exp 1 --num_eval E --eval_mode end ... --bilp ... --bilp-out RUN_DIR
 
-The upstream evaluates its synthetic set once at the end (``--eval_mode end``: ``E`` fresh ConvNets) and saves
-``res_<method>_<dataset>_ConvNet_<ipc>ipc.pt``; its accuracies become ``RUN_DIR/result.json``.
+Per method, the upstream's README command: DSA adds ``--init real --dsa_strategy
+color_crop_cutout_flip_scale_rotate``; DC and DM keep their script's defaults (DC: noise initialisation; DM: real
+initialisation, that strategy). ``--upstream-args`` overrides any of them. The upstream evaluates its synthetic
+set once at the end (``--eval_mode end``: ``E`` fresh networks of ``--model``) and saves
+``res_<method>_<dataset>_<model>_<ipc>ipc.pt``; its accuracies become ``RUN_DIR/result.json``. Progress: its
+``iter = N`` lines (every 10 iterations) and its ``Evaluate_NN`` lines (one per evaluated network).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import pickle
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import git
-import numpy as np
-import torch
-
-from bilp_plugin import files
-from bilp_plugin.errors import BiLPError
 from bilp_plugin.lab.hosts import Point
-from bilp_plugin.runtime.record import write_result
-from bilp_plugin.tools import apply
+from bilp_plugin.lab.launched import Launch, LaunchedHost, Signal, saved_accuracies, unavailable as unavailable_here
 
-RESULT_GLOBALS = [np.float64(0).__reduce__()[0], np.dtype, type(np.dtype(np.float64))]
-"""What the upstream's result file holds besides tensors, lists and dicts: numpy float64 scalars (its accuracies,
-pickled as ``numpy._core.multiarray.scalar`` of a float64 ``numpy.dtype``); the file is read with
-``weights_only=True`` and these alone allowed."""
 DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR10"}
 """Our dataset names -> DatasetCondensation's ``--dataset`` (the two whose layouts ``BILP_DATA`` holds)."""
-TREE = "upstream-dc"
 ADAPTER = Path(__file__).resolve().parent
 """This adapter's folder (its ``manifest.toml``; ``patches/`` and ``third_party/`` are two levels up)."""
+DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 
 
 def unavailable(dataset: str, root: Path | None = None) -> str | None:
@@ -49,119 +37,54 @@ def unavailable(dataset: str, root: Path | None = None) -> str | None:
     if dataset not in DATASETS:
         return (f"DatasetCondensation does not load {dataset!r}: pass --dataset {' or '.join(DATASETS)} "
                 "with --data-root")
-    folder = root / "adapters" / "dc" if root else ADAPTER
-    if not (folder / "plugin.py").is_file():
-        return f"{folder} has no plugin.py (the dc adapter is not installed)"
-    manifest = apply.Manifest.load(folder)
-    if not manifest.patches:
-        return "adapters/dc/manifest.toml lists no patches"
-    row = apply.status_row(manifest)
-    if row["commit"] == "not initialised":
-        return f"submodule {manifest.path} is not initialised: run `git submodule update --init {manifest.path}`"
-    if row["pinned"] != "yes":
-        return f"{manifest.path} is at {row['commit']}, not the pinned {manifest.commit[:12]}"
-    try:
-        with git.Repo(manifest.checkout) as repo:
-            apply.patched_tree(repo, manifest)
-    except BiLPError as err:
-        return str(err).splitlines()[0]
-    return None
+    return unavailable_here(root / "adapters" / "dc" if root else ADAPTER)
 
 
-def materialise(dest: Path, root: Path | None = None) -> Path:
-    """The patched upstream's files under ``dest`` (written once; an existing copy of the same tree is reused)."""
-    manifest = apply.Manifest.load(root / "adapters" / "dc" if root else ADAPTER)
-    with git.Repo(manifest.checkout) as repo:
-        tree = apply.patched_tree(repo, manifest)
-        marker = dest / ".bilp-tree"
-        if not (marker.is_file() and marker.read_text() == tree):
-            apply.export_tree(repo, tree, dest)
-            files.write_text(marker, tree)
-    return dest
-
-
-class DcHost:
-    """Runs points as launches of the patched upstream (one process per point)."""
-
-    name = "dc"
-
-    def __init__(self, args: argparse.Namespace, workdir: Path, root: Path | None = None,
-                 python: str = sys.executable) -> None:
-        from bilp_plugin.lab.datasets import load_dataset
-
-        self.args = args
-        self.python = python
-        self.tree = materialise((workdir / TREE).resolve(), root)
-        self.n_real = len(load_dataset(args.dataset, args.data_root))
-
-    def command(self, point: Point, run_dir: Path, scores: Path) -> list[str]:
-        a = self.args
-        from bilp_plugin.lab.datasets import data_root
-
-        script = "main_DM.py" if a.method == "DM" else "main.py"
-        launcher = ["--seed", str(point.seed), "--threads", str(a.threads)]
-        if a.dataset == "cifar10":
-            launcher.append("--skip-cifar-integrity")
-        upstream = ["--dataset", DATASETS[a.dataset], "--model", "ConvNet", "--ipc", str(a.ipc),
-                    "--Iteration", str(a.iterations), "--batch_real", str(a.batch_real), "--num_exp", "1",
-                    "--num_eval", str(a.eval_models), "--epoch_eval_train", str(a.eval_epochs),
-                    "--eval_mode", "end", "--data_path", str(data_root(a.data_root)),
-                    "--save_path", str(run_dir / "upstream")]
-        if a.method == "DC":
-            upstream += ["--method", "DC"]
-        return [self.python, "-m", "bilp_plugin", "launch", *launcher, str(self.tree / script), "--", *upstream,
-                *point.bilp_flags(scores), "--bilp-out", str(run_dir)]
-
-    def run(self, point: Point, run_dir: Path, scores: Path) -> dict[str, Any]:
-        run_dir, scores = run_dir.resolve(), scores.resolve()  # the upstream runs in run_dir/upstream
-        cmd = self.command(point, run_dir, scores)
-        (run_dir / "upstream").mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, check=False, cwd=run_dir / "upstream", capture_output=True, text=True)
-        (run_dir / "upstream" / "log.txt").write_text(proc.stdout + proc.stderr)
-        if proc.returncode != 0:
-            raise BiLPError(f"the patched upstream failed ({proc.returncode}); its log is "
-                            f"{run_dir / 'upstream' / 'log.txt'}:\n{proc.stderr[-2000:]}")
-        result = parse_result(run_dir, self.args, point, self.n_real, time.perf_counter() - start)
-        write_result(run_dir, result)
-        return result
+def method_args(method: str) -> list[str]:
+    """The README's settings of ``method`` (see the module docstring)."""
+    return {"DC": ["--method", "DC"], "DSA": ["--method", "DSA", "--init", "real", "--dsa_strategy", DSA_STRATEGY],
+            "DM": []}[method]
 
 
 def eval_epochs(args: argparse.Namespace) -> int:
-    """What the upstream trains its evaluation networks for: ``main.py`` (DC) forces 1000 epochs when it
-    augments (MNIST) and 300 otherwise, ignoring ``--epoch_eval_train``; ``main_DM.py`` honours it."""
+    """What the upstream trains its evaluation networks for: ``main.py`` forces 1000 epochs when it augments
+    (DSA always, DC on MNIST) and 300 otherwise, ignoring ``--epoch_eval_train``; ``main_DM.py`` honours it."""
+    if args.method == "DSA" or args.method == "DC" and args.dataset == "mnist":
+        return 1000
     if args.method == "DC":
-        return 1000 if args.dataset == "mnist" else 300
+        return 300
     return int(args.eval_epochs)
 
 
-def read_accuracies(file: Path) -> list[float]:
-    """The test accuracies of the upstream's result file (``accs_all_exps['ConvNet']``), read without running any
-    code the file may hold (``weights_only``, numpy scalars allowed: :data:`RESULT_GLOBALS`)."""
-    try:
-        with torch.serialization.safe_globals(RESULT_GLOBALS):
-            saved = torch.load(file, weights_only=True)
-        return [float(a) for a in saved["accs_all_exps"]["ConvNet"]]
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as err:
-        raise BiLPError(f"cannot read the accuracies in {file} ({type(err).__name__}): it is damaged, or holds "
-                        "more than tensors and numpy floats; see the log.txt beside it") from None
+class DcHost(LaunchedHost):
+    """Runs points as launches of the patched DatasetCondensation (one process per point)."""
 
+    name = "dc"
+    evaluates_in_loop = True
 
-def parse_result(run_dir: Path, args: argparse.Namespace, point: Point, n_real: int, seconds: float
-                 ) -> dict[str, Any]:
-    """The upstream's saved accuracies as a ``result.json`` dict. ``distill_s`` is the record's matching-loop
-    time (first to last real draw), ``eval_s`` the rest of the launch (data loading, evaluation)."""
-    file = run_dir / "upstream" / f"res_{args.method}_{DATASETS[args.dataset]}_ConvNet_{args.ipc}ipc.pt"
-    if not file.is_file():
-        raise BiLPError(f"the upstream wrote no {file.name} in {file.parent}: see its log.txt there")
-    accs = read_accuracies(file)
-    level1 = run_dir / "level1.json"
-    kept = json.loads(level1.read_text())["kept"] if level1.is_file() else n_real
-    distill = json.loads((run_dir / "summary.json").read_text()).get("matching_loop_s") or 0.0
-    return {
-        "host": "dc", "method": args.method, "dataset": args.dataset, "ipc": args.ipc,
-        "iterations": args.iterations, "seed": point.seed, "real_total": n_real, "real_kept": kept,
-        "accuracy": accs, "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
-        "distill_s": distill, "eval_s": seconds - distill, "wall_s": seconds,
-        "eval": {"models": args.eval_models, "epochs": eval_epochs(args), "model": "ConvNet (upstream)"},
-    }
+    def __init__(self, args: argparse.Namespace, workdir: Path, root: Path | None = None,
+                 python: str = sys.executable) -> None:
+        super().__init__(args, workdir, root / "adapters" / "dc" if root else ADAPTER, python)
+
+    def upstream_args(self, run_dir: Path) -> list[str]:
+        from bilp_plugin.lab.datasets import data_root
+
+        a = self.options
+        return ["--dataset", DATASETS[a.dataset], "--model", "ConvNet", "--ipc", str(a.ipc),
+                "--Iteration", str(a.iterations), "--batch_real", str(a.batch_real), "--num_exp", "1",
+                "--num_eval", str(a.eval_models), "--epoch_eval_train", str(a.eval_epochs), "--eval_mode", "end",
+                "--data_path", str(data_root(a.data_root)), "--save_path", str(run_dir / "upstream"),
+                *method_args(a.method)]
+
+    def launches(self, point: Point, run_dir: Path, scores: Path) -> list[Launch]:
+        a = self.options
+        script = "main_DM.py" if a.method == "DM" else "main.py"
+        flags = ("--skip-cifar-integrity",) if a.dataset == "cifar10" else ()
+        args = [*self.upstream_args(run_dir), *point.bilp_flags(scores), "--bilp-out", str(run_dir)]
+        signals = [Signal(r"iter = (\d+)", "distill", a.iterations), Signal(r"^Evaluation$", "evaluate", a.eval_models),
+                   Signal(r"Evaluate_(\d+):", "evaluate", a.eval_models, offset=1)]
+        return [Launch(self.launch(point, script, args, flags), run_dir / "upstream", signals)]
+
+    def evaluated(self, run_dir: Path) -> tuple[list[float], dict[str, Any]]:
+        accs, model = saved_accuracies(run_dir / "upstream")
+        return accs, {"models": self.options.eval_models, "epochs": eval_epochs(self.options), "model": model}

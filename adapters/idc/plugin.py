@@ -23,10 +23,11 @@ decoded synthetic set exceeds ``--batch_syn_max`` all decoded images are used in
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,6 +37,9 @@ from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.level1 import Subset
 from bilp_plugin.method.matchstep import MatchStep
+
+if TYPE_CHECKING:
+    from bilp_plugin.lab.hosts import Host
 
 UPSTREAM = "idc"
 SCRIPTS = ("condense.py", "condense_mp.py")
@@ -158,3 +162,17 @@ def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -
     if args.load_memory and fewest < args.batch_real and Path(sys.argv[0]).name != "condense_mp.py":
         raise BiLPError(f"level 1 keeps {fewest} samples of class {cls}, fewer than --batch_real {args.batch_real}, "
                         "which IDC's ClassMemDataLoader cannot sample: lower --bilp-alpha or --batch_real")
+
+
+# ------------------------------------------------------------------------------------------------ host
+@hookimpl
+def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | None:
+    """``--host idc``: points run as launches of the patched IDC, evaluated by IDC (:mod:`bilp_adapters.idc.host`)."""
+    if name != UPSTREAM:
+        return None
+    from bilp_adapters.idc.host import IdcHost, unavailable
+
+    reason = unavailable(options.dataset)
+    if reason is not None:
+        raise BiLPError(f"--host idc cannot run: {reason}")
+    return IdcHost(options, workdir)

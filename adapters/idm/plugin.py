@@ -18,10 +18,11 @@ the wall clock after the hook, and BiLP draws from no shared clock or RNG (``doc
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,6 +31,9 @@ from bilp_plugin.method import ite, level1
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.matchstep import MatchStep
+
+if TYPE_CHECKING:
+    from bilp_plugin.lab.hosts import Host
 
 UPSTREAM = "idm"
 TOPK_SCRIPT = "IDM_cifar10.py"
@@ -119,3 +123,17 @@ def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
                         "(the published setting) or use --bilp-beta 0")
     if config.level2 and args.batch_real < 2:
         raise BiLPError(f"level 2's ITE needs --batch_real >= 2, got {args.batch_real}")
+
+
+@hookimpl
+def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | None:
+    """``--host idm``: points run as launches of the patched IDM with its own evaluation
+    (:mod:`bilp_adapters.idm.host`)."""
+    if name != UPSTREAM:
+        return None
+    from bilp_adapters.idm.host import IdmHost, unavailable
+
+    reason = unavailable(options.dataset)
+    if reason is not None:
+        raise BiLPError(f"--host idm cannot run: {reason}")
+    return IdmHost(options, workdir)

@@ -12,6 +12,7 @@ for the experts it loads and refuses a mismatch (:func:`after_level1`). A folder
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -184,3 +185,12 @@ def verify_subset(folder: Path, subset: dict[str, Any]) -> None:
     raise BiLPError(f"the experts in {folder} were trained on {trained_text}, but this distill.py run keeps "
                     f"{subset_text(subset)}: pass distill.py the --bilp flags buffer.py was run with, or train "
                     "experts on this subset (buffer.py --bilp ... --buffer_path OTHER)")
+
+
+@hookimpl
+def make_host(name: str, options: argparse.Namespace, workdir: Path) -> None:
+    """``--host mtt`` is refused, saying why: MTT has no host for demo, sweep and ablate points."""
+    if name == UPSTREAM:
+        raise BiLPError("--host mtt is not offered: every point would need its own expert trajectories (buffer.py "
+                        "on the point's kept subset: level 1 changes them) before distill.py, whose accuracies it only "
+                        "prints; run buffer.py and distill.py with the --bilp flags yourself (docs/adapter-mtt.md)")

@@ -5,13 +5,15 @@ file is written or any work begins."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
+from collections.abc import Callable
 
 from bilp_plugin.config import ScoringConfig, argtype, check_seed, count_type
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.lab import hosts
 from bilp_plugin.lab.datasets import DATASETS, load_dataset
-from bilp_plugin.lab.host import METHODS
+from bilp_plugin.lab.hosts import METHODS
 from bilp_plugin.manager import adapter_entry_points
 from bilp_plugin.method import scorefile
 from bilp_plugin.method.empirical_loss import check_config
@@ -29,6 +31,19 @@ def seed_list(text: str) -> str:
     for seed in hosts.parse_seeds(text):
         check_seed("--seeds", seed)
     return text
+
+
+def listed(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type that checks a comma-separated list with ``parse`` and keeps its text."""
+    return argtype(lambda text: (parse(text), text)[1])
+
+
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse type)."""
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise BiLPError(f"--budget {text}: pass a positive number of seconds")
+    return value
 
 
 def add_data_flags(p: argparse.ArgumentParser, required: bool, default: str | None = None) -> None:
@@ -52,7 +67,9 @@ def add_host_flags(p: argparse.ArgumentParser, iterations: int, seeds: str) -> N
                    help="builtin: the compact built-in DC/DM loop; an adapter name: that patched upstream (needs its "
                         "submodule and patches; dc runs --dataset mnist or cifar10); auto: dc when it can run, else "
                         "builtin")
-    p.add_argument("--method", choices=METHODS, default="DM", help="distribution or gradient matching")
+    p.add_argument("--method", choices=METHODS, default="DM",
+                   help="DM (distribution matching), DC (gradient matching) or DSA (DC with Siamese augmentation; dc "
+                        "host only); the idc and idm hosts run their own method")
     add_data_flags(p, required=False, default="digits")
     p.add_argument("--ipc", type=count_type("--ipc"), default=1, help="synthetic images per class")
     p.add_argument("--iterations", type=count_type("--iterations", 0), default=iterations,
@@ -72,6 +89,9 @@ def add_host_flags(p: argparse.ArgumentParser, iterations: int, seeds: str) -> N
     p.add_argument("--jobs", type=count_type("--jobs"), default=min(2, os.cpu_count() or 1),
                    help="runs in parallel (processes; default: min(2, CPUs))")
     p.add_argument("--threads", type=count_type("--threads"), default=1, help="torch threads per run")
+    p.add_argument("--upstream-args", default=None,
+                   help="the host's own arguments, appended to those the command sets (they win), e.g. "
+                        "\"--init real --lr_img 1\" for --host dc; one string, quoted as a shell would")
 
 
 def check_host_flags(args: argparse.Namespace) -> None:
@@ -81,3 +101,10 @@ def check_host_flags(args: argparse.Namespace) -> None:
     labels = load_dataset(args.dataset, args.data_root).labels
     if args.scores:
         scorefile.check_matches(scorefile.load(args.scores), labels, args.dataset)
+
+
+def add_budget_flag(p: argparse.ArgumentParser) -> None:
+    """``--budget``: stop a resumable command early, to be continued by the same command."""
+    p.add_argument("--budget", type=argtype(seconds), default=None, metavar="SECONDS",
+                   help="start no point that would end after SECONDS (estimated from the points done); the "
+                        "command then exits with status 3, and the same command continues it")

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
-from bilp_plugin.commands.flags import add_host_flags, check_host_flags, file_name
+from bilp_plugin.commands.flags import add_budget_flag, add_host_flags, check_host_flags, file_name, listed
 from bilp_plugin.config import argtype
-from bilp_plugin.lab import sweep
-
-
-def _listed(parse: Callable[[str], object]) -> Callable[[str], str]:
-    """An argparse type that checks a comma-separated list with ``parse`` and keeps its text."""
-    return argtype(lambda text: (parse(text), text)[1])
+from bilp_plugin.lab import curve, sweep
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="largest alpha whose accuracy stays within the baseline's std, by loss and "
                                      "by random selection (resumable)")
     add_host_flags(p, iterations=100, seeds="0,1,2")
-    p.add_argument("--alphas", type=_listed(sweep.parse_alphas), default="0.3,0.5,0.7,0.9",
+    p.add_argument("--alphas", type=listed(curve.parse_alphas), default="0.3,0.5,0.7,0.9",
                    help="comma-separated level-1 pruning rates")
-    p.add_argument("--criteria", type=_listed(sweep.parse_criteria), default="loss,random",
+    p.add_argument("--criteria", type=listed(curve.parse_criteria), default="loss,random",
                    help="comma-separated: loss, random")
     p.add_argument("--out", type=argtype(file_name), default="bilp_sweep",
                    help="sweep folder (reused: finished points are kept)")
+    add_budget_flag(p)
     p.set_defaults(run=run)
     return p
 

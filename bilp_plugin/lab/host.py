@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +107,15 @@ class Sampler:
         return self.images[idx[torch.randperm(len(idx), generator=self.generator)[:n]].to(self.images.device)]
 
 
-def distill(args: argparse.Namespace, real: RealSet) -> Distilled:
+Progress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``: told after each distillation iteration and each evaluated network."""
+
+
+def _silent(phase: str, done: int, total: int) -> None:
+    """The default :data:`Progress`: says nothing."""
+
+
+def distill(args: argparse.Namespace, real: RealSet, progress: Progress = _silent) -> Distilled:
     """Learn ``ipc`` synthetic images per class; BiLP enters through the two facade calls only."""
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(args.seed)
@@ -128,6 +136,7 @@ def distill(args: argparse.Namespace, real: RealSet) -> Distilled:
     for it in range(args.iterations):
         net = network(real, args, seed=int(torch.randint(2**31, (1,), generator=generator)))
         step(args, it, net, syn, syn_labels, optimizer, get_images, n)
+        progress("distill", it + 1, args.iterations)
     return Distilled(syn.detach().cpu(), syn_labels.cpu(), sum(map(len, indices_class)),
                      time.perf_counter() - start)
 
@@ -220,17 +229,20 @@ def warm_up(real: RealSet, args: argparse.Namespace) -> None:
         _warm = True
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, progress: Progress = _silent) -> dict[str, Any]:
     """Distill, evaluate, write ``result.json`` beside the run record (with ``--bilp-out``); returns the result."""
     if args.threads:
         torch.set_num_threads(args.threads)
     real = load_dataset(args.dataset, args.data_root)
     test = load_dataset(args.dataset, args.data_root, train=False)
     warm_up(real, args)
-    distilled = distill(args, real)
+    distilled = distill(args, real, progress)
     record = runtime.finish(args)
     start = time.perf_counter()
-    accs = [evaluate(distilled, real, test, args, seed=args.seed * 1000 + m) for m in range(args.eval_models)]
+    accs = []
+    for m in range(args.eval_models):
+        accs.append(evaluate(distilled, real, test, args, seed=args.seed * 1000 + m))
+        progress("evaluate", m + 1, args.eval_models)
     result = {
         "host": UPSTREAM, "method": args.method, "dataset": real.name, "ipc": args.ipc,
         "iterations": args.iterations, "seed": args.seed, "real_total": len(real), "real_kept": distilled.real_kept,

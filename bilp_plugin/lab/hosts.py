@@ -1,6 +1,7 @@
-"""What ``bilp demo`` and ``bilp sweep`` share: the distillation settings they run (:class:`Point`), the host that
-runs them (:class:`Host`: the built-in host in-process, or a patched upstream through ``bilp launch``, each from
-its adapter's ``make_host`` hook), the level-1 score file, and the summary of a group of runs.
+"""What ``bilp demo``, ``bilp sweep`` and ``bilp ablate`` share: the distillation settings they run (:class:`Point`),
+the host that runs them (:class:`Host`: the built-in host in-process, or a patched upstream launched by
+:mod:`bilp_plugin.lab.launched`, each from its adapter's ``make_host`` hook), the level-1 score file, and the
+summary of a group of runs. :mod:`bilp_plugin.lab.resumable` runs the points.
 
 Each point runs with ``--bilp`` and writes a run record (``config.json``, ``level1.json``, ... by
 :mod:`bilp_plugin.runtime.record`) plus ``result.json`` (accuracy per evaluated network, distillation seconds) into
@@ -10,10 +11,8 @@ its own folder; the baseline is ``--bilp`` with alpha = 0 and beta = 0, which ch
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import shlex
 import statistics
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,14 +23,19 @@ from bilp_plugin.config import ScoringConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.lab import host
 from bilp_plugin.lab.datasets import load_dataset
+from bilp_plugin.lab.progress import PointProgress
 from bilp_plugin.logs import say
 from bilp_plugin.manager import get_manager
 from bilp_plugin.method import scorefile
 
+METHODS = ("DC", "DSA", "DM")
+"""What ``--method`` names: DatasetCondensation's three (the built-in host runs DC and DM; IDC and IDM hosts run
+their own method and ignore it)."""
 
 @dataclass(frozen=True)
 class Point:
-    """One distillation run: level-1 criterion and alpha (stratum K for ``stratum``), level-2 beta, seed."""
+    """One distillation run: level-1 criterion and alpha (stratum K for ``stratum``), level-2 beta and the ITE
+    tail(s) it prunes (``side``), seed."""
 
     name: str
     criterion: str = "loss"
@@ -39,10 +43,13 @@ class Point:
     beta: float = 0.0
     seed: int = 0
     stratum: int | None = None
+    side: str = "both"
 
     def bilp_flags(self, scores: Path) -> list[str]:
         flags = ["--bilp", "--bilp-criterion", self.criterion, "--bilp-alpha", str(self.alpha),
                  "--bilp-beta", str(self.beta), "--bilp-seed", str(self.seed)]
+        if self.beta and self.side != "both":
+            flags += ["--bilp-side", self.side]
         if self.stratum is not None:
             flags += ["--bilp-stratum", str(self.stratum)]
         if self.criterion != "random":
@@ -58,6 +65,11 @@ class Host(Protocol):
         ...
 
 
+def method_of(host: Host, options: argparse.Namespace) -> str:
+    """The method a host distills with: its own (``IDC``, ``IDM``) where it has one, else ``--method``."""
+    return str(getattr(host, "method", options.method))
+
+
 def parse_seeds(text: str) -> list[int]:
     try:
         values = [int(s) for s in text.split(",") if s.strip()]
@@ -68,12 +80,25 @@ def parse_seeds(text: str) -> list[int]:
     return values
 
 
+def upstream_args(options: argparse.Namespace) -> list[str]:
+    """``--upstream-args``: the host's own arguments, appended after those the command sets (so they win)."""
+    text = getattr(options, "upstream_args", None) or ""
+    try:
+        return shlex.split(text)
+    except ValueError as err:
+        raise BiLPError(f"--upstream-args {text!r} does not parse as a command line ({err}): quote it as a shell "
+                        "would") from None
+
+
 class BuiltinHost:
     """Runs points in this process through :mod:`bilp_plugin.lab.host` (the same argv a user would type)."""
 
     name = "builtin"
 
     def __init__(self, args: argparse.Namespace) -> None:
+        if args.method not in host.METHODS:
+            raise BiLPError(f"the built-in host runs --method {' or '.join(host.METHODS)}, not {args.method}: "
+                            "pass --host dc for the patched DatasetCondensation")
         self.base = ["--method", args.method, "--dataset", args.dataset, "--ipc", str(args.ipc),
                      "--iterations", str(args.iterations), "--batch-real", str(args.batch_real),
                      "--width", str(args.width), "--eval-models", str(args.eval_models),
@@ -81,12 +106,13 @@ class BuiltinHost:
                      "--device", args.device]
         if args.data_root:
             self.base += ["--data-root", str(args.data_root)]
+        self.base += upstream_args(args)
 
     def argv(self, point: Point, run_dir: Path, scores: Path) -> list[str]:
         return [*self.base, "--seed", str(point.seed), *point.bilp_flags(scores), "--bilp-out", str(run_dir)]
 
     def run(self, point: Point, run_dir: Path, scores: Path) -> dict[str, Any]:
-        return host.run(host.parse(self.argv(point, run_dir, scores)))
+        return host.run(host.parse(self.argv(point, run_dir, scores)), PointProgress(point.name).step)
 
 
 def make_host(options: argparse.Namespace, workdir: Path) -> Host:
@@ -122,20 +148,18 @@ def score_file(args: argparse.Namespace, out: Path) -> Path:
     return path.resolve()
 
 
-def in_parallel(task: Callable[..., Any], calls: list[tuple[Any, ...]], jobs: int) -> list[Any]:
-    """``[task(*c) for c in calls]``, in ``jobs`` spawned processes when ``jobs`` > 1 (results in call order)."""
-    if jobs <= 1 or len(calls) <= 1:
-        return [task(*c) for c in calls]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(jobs, len(calls)), mp_context=context) as pool:
-        futures = [pool.submit(task, *c) for c in calls]
-        return [f.result() for f in futures]
-
-
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and std of the accuracy over every evaluated network of every seed; mean seconds per run."""
+    """Mean and std of the accuracy over every evaluated network of every seed; mean seconds per run; the share
+    of real rows level 2 kept (pooled over the runs) and the mean ITE share of the distillation (ITE seconds over
+    ``distill_s``), from the ``record`` totals :mod:`bilp_plugin.lab.resumable` attaches (``None`` without
+    level 2)."""
     accs = [a for r in results for a in r["accuracy"]]
+    with_level2 = [r for r in results if (r.get("record") or {}).get("rows")]
+    records = [r["record"] for r in with_level2]
+    shares = [r["record"]["ite_s"] / r["distill_s"] for r in with_level2 if r["distill_s"]]
     return {"runs": len(results), "real_kept": results[0]["real_kept"], "real_total": results[0]["real_total"],
             "accuracy_mean": statistics.fmean(accs), "accuracy_std": statistics.pstdev(accs),
             "distill_s": statistics.fmean(r["distill_s"] for r in results),
-            "eval_s": statistics.fmean(r["eval_s"] for r in results)}
+            "eval_s": statistics.fmean(r["eval_s"] for r in results),
+            "level2_kept": sum(r["kept_rows"] for r in records) / sum(r["rows"] for r in records) if records else None,
+            "ite_share": statistics.fmean(shares) if shares else None}

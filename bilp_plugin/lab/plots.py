@@ -16,9 +16,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bilp_plugin import files
-from bilp_plugin.method import level1
 from bilp_plugin.config import STRATA
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.lab.curve import Curve
+from bilp_plugin.method import level1
 
 if TYPE_CHECKING:
     from bilp_plugin.runtime.record import Run
@@ -121,6 +122,44 @@ def stratified_curve(runs: list[Run], out: Path) -> list[str]:
     ax.set_title("Distillation from one loss decile (mean ± std over evaluated networks)", fontsize=10)
     ax.legend(fontsize=8)
     return [f"![stratified accuracy]({_save(fig, out, 'strata-accuracy.png')})"]
+
+
+def alpha_curve(curve: Curve, out: Path, name: str = "alpha-curve.png", title: str | None = None) -> str:
+    """Accuracy against alpha per criterion (mean ± std), the baseline's band and each criterion's max alpha
+    (the paper's Fig. 2 protocol); writes ``out/name`` and returns ``name``."""
+    fig, ax = plt.subplots(figsize=(6.2, 3.8))
+    base, spread = 100 * statistics.fmean(curve.base), 100 * statistics.pstdev(curve.base)
+    ax.axhspan(base - spread, base + spread, color="0.85", label="baseline mean ± std (full real set)")
+    ax.axhline(base, color="0.45", linestyle="--", linewidth=1)
+    for i, (criterion, by_alpha) in enumerate(curve.accuracy.items()):
+        alphas = [0.0, *sorted(by_alpha)]
+        accs = [curve.base, *(by_alpha[a] for a in alphas[1:])]
+        color = f"C{i}"
+        ax.errorbar(alphas, [100 * statistics.fmean(a) for a in accs], yerr=[100 * statistics.pstdev(a) for a in accs],
+                    marker="o", capsize=3, color=color, label=criterion)
+        best = curve.max_alpha(criterion)
+        if best:
+            ax.axvline(best, color=color, linestyle=":", linewidth=1.2, label=f"max alpha ({criterion}) = {best:g}")
+    ax.set_xlabel("level-1 pruning rate alpha (share of each class removed)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title or "Accuracy against the pruning rate (mean ± std over seeds x networks)", fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(fig, out, name)
+
+
+def pruning_curve(runs: list[Run], out: Path) -> list[str]:
+    """Level-1-only runs by criterion and alpha against the baseline: the curve and the max-alpha table."""
+    base = [a for r in runs if _is_baseline(r) for a in r.accuracy]
+    groups: dict[str, dict[float, list[float]]] = {}
+    for run in runs:
+        b = run.bilp
+        if run.accuracy and b.get("alpha") and not b.get("beta") and b.get("criterion") in ("loss", "random"):
+            groups.setdefault(b["criterion"], {}).setdefault(float(b["alpha"]), []).extend(run.accuracy)
+    if not base or not groups:
+        raise Skip("needs a baseline (alpha = 0, beta = 0) and level-1-only runs at alpha > 0 with an accuracy "
+                   "(`bilp sweep` or `bilp demo` make them)")
+    curve = Curve(base, {c: groups[c] for c in sorted(groups)})
+    return [f"![accuracy against alpha]({alpha_curve(curve, out)})", "", *curve.table()]
 
 
 def _is_baseline(run: Run) -> bool:
@@ -246,6 +285,7 @@ def ite_share(runs: list[Run], out: Path) -> list[str]:
 
 
 SECTIONS: list[tuple[str, Callable[[list[Any], Path], list[str]]]] = [
+    ("Accuracy against the pruning rate (Tables 1-2, Fig. 2 protocol)", pruning_curve),
     ("Level 1: score histograms per class", score_histograms),
     ("Stratified distillation (Fig. 3 protocol)", stratified_curve),
     ("Diversity per stratum (Fig. 4)", diversity),

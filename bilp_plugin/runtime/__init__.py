@@ -106,6 +106,7 @@ def select_batch(args: Any, cls: int, real: torch.Tensor, *, net: torch.nn.Modul
         raise BiLPError("select_batch was called before prune_real: the hook patch is incomplete")
     current = _session
     if not current.config.level2:
+        current.record.draw()  # the matching loop's clock (summary.json), with level 2 or without
         return real if labels is None else (real, labels)
     cls = int(cls)  # a numpy integer where the upstream iterates over an array of classes (IDC's condense_mp.py)
     step_labels = labels if labels is not None else torch.full((len(real),), cls, dtype=torch.long,

@@ -186,7 +186,7 @@ def test_host_reads_the_accuracies_of_a_real_result_file_without_pickled_code(
         trees: dict[str, Path], mnist_root: Path, tmp_path: Path) -> None:
     """``--host dc`` reads the file the upstream saves with ``weights_only=True``: numpy's float scalars (the
     accuracies) are the only objects it allows, and they are all such a file holds besides tensors."""
-    from bilp_adapters.dc.host import read_accuracies
+    from bilp_plugin.lab.launched import read_accuracies
 
     data = small_mnist(mnist_root, tmp_path / "data", train=100, test=50)
     cwd = tmp_path / "run"
@@ -196,7 +196,7 @@ def test_host_reads_the_accuracies_of_a_real_result_file_without_pickled_code(
                                              "--epoch_eval_train", "1", "--eval_mode", "S", "--batch_real", "16",
                                              "--data_path", str(data), "--save_path", "out"], cwd=cwd)
     file = cwd / "out" / "res_DM_MNIST_ConvNet_1ipc.pt"  # the file --host dc reads
-    accs = read_accuracies(file)
+    accs = read_accuracies(file)["ConvNet"]
     assert len(accs) == 2 and all(0.0 <= a <= 1.0 for a in accs)
     with pytest.raises(Exception, match="numpy"):  # without the allow-list torch refuses the numpy scalars
         torch.load(file, weights_only=True)
