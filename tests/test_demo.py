@@ -153,7 +153,9 @@ def test_demo_shows_the_accuracy_against_alpha_curve(tmp_path: Path, capsys: pyt
     assert set(results["max_alpha"]) == {"loss", "random"}
     report = (out / "report" / "report.md").read_text()
     assert "![accuracy against alpha](alpha-curve.png)" in report and (out / "report" / "alpha-curve.png").is_file()
-    assert main(["demo", *tiny, "--curve-alphas", "1.5", "--out", str(tmp_path / "bad")]) == 2
+    with pytest.raises(SystemExit) as refused:  # refused by the parser, before any work
+        main(["demo", *tiny, "--curve-alphas", "1.5", "--out", str(tmp_path / "bad")])
+    assert refused.value.code == 2
     assert "--curve-alphas must be in [0, 1)" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 

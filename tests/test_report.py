@@ -76,6 +76,8 @@ def test_every_section_plots_when_its_data_exists(tmp_path: Path, score_path: Pa
     runs = tmp_path / "runs"
     _record(runs / "baseline", accuracy=[0.80, 0.82], score_path=score_path)
     _record(runs / "level12", alpha=0.5, beta=0.2, accuracy=[0.78], score_path=score_path)
+    _record(runs / "loss-a0.5", alpha=0.5, accuracy=[0.81], score_path=score_path)
+    _record(runs / "random-a0.5", criterion="random", alpha=0.5, accuracy=[0.70], score_path=score_path)
     for k in range(1, 11):
         _record(runs / f"s{k:02d}", criterion="stratum", stratum=k, accuracy=[0.5 + 0.03 * k, 0.52 + 0.03 * k],
                 score_path=score_path)
@@ -83,8 +85,8 @@ def test_every_section_plots_when_its_data_exists(tmp_path: Path, score_path: Pa
     md = (tmp_path / "report" / "report.md").read_text()
     assert "Skipped" not in md
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
-    assert pngs == ["ite-share.png", "level2.png", "scores-alpha0.5-1.png", "strata-accuracy.png",
-                    "strata-diversity.png"]
+    assert pngs == ["alpha-curve.png", "ite-share.png", "level2.png", "scores-alpha0.5-1.png",
+                    "strata-accuracy.png", "strata-diversity.png"]
     for name in pngs:
         assert f"({name})" in md
         assert matplotlib.image.imread(tmp_path / "report" / name).shape[2] in (3, 4)
