@@ -7,8 +7,9 @@ commit plus ``patches/dc``; the submodule checkout itself is never touched), and
     bilp launch --seed SEED --threads T <workdir>/upstream-dc/main_DM.py -- --dataset MNIST \\
         --ipc 1 --Iteration N --num_exp 1 --num_eval E --eval_mode end ... --bilp ... --bilp-out RUN_DIR
 
-The upstream evaluates its synthetic set once at the end (``--eval_mode end``: ``E`` fresh ConvNets) and saves
-``res_<method>_<dataset>_ConvNet_<ipc>ipc.pt``; its accuracies become ``RUN_DIR/result.json``.
+The upstream evaluates its synthetic set once at the end (``--eval_mode end``: ``E`` fresh networks of the
+distillation's ``--model``, ``ConvNet`` unless the options name another, e.g. ``ConvNetW32``) and saves
+``res_<method>_<dataset>_<model>_<ipc>ipc.pt``; its accuracies become ``RUN_DIR/result.json``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from bilp_plugin.tools import apply
 DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR10"}
 """Our dataset names -> DatasetCondensation's ``--dataset`` (the two whose layouts ``BILP_DATA`` holds)."""
 TREE = "upstream-dc"
+MODEL = "ConvNet"
+"""The upstream's default network (ConvNet-3, width 128, instance norm)."""
 ADAPTER = Path(__file__).resolve().parent
 """This adapter's folder (its ``manifest.toml``; ``patches/`` and ``third_party/`` are two levels up)."""
 
@@ -96,7 +99,7 @@ class DcHost:
         launcher = ["--seed", str(point.seed), "--threads", str(a.threads)]
         if a.dataset == "cifar10":
             launcher.append("--skip-cifar-integrity")
-        upstream = ["--dataset", DATASETS[a.dataset], "--model", "ConvNet", "--ipc", str(a.ipc),
+        upstream = ["--dataset", DATASETS[a.dataset], "--model", model(a), "--ipc", str(a.ipc),
                     "--Iteration", str(a.iterations), "--batch_real", str(a.batch_real), "--num_exp", "1",
                     "--num_eval", str(a.eval_models), "--epoch_eval_train", str(a.eval_epochs),
                     "--eval_mode", "end", "--data_path", str(data_root(a.data_root)),
@@ -121,6 +124,11 @@ class DcHost:
         return result
 
 
+def model(args: argparse.Namespace) -> str:
+    """The upstream network the options name (``--model``), else the upstream's default."""
+    return getattr(args, "model", None) or MODEL
+
+
 def eval_epochs(args: argparse.Namespace) -> int:
     """What the upstream trains its evaluation networks for: ``main.py`` (DC) forces 1000 epochs when it
     augments (MNIST) and 300 otherwise, ignoring ``--epoch_eval_train``; ``main_DM.py`` honours it."""
@@ -133,10 +141,11 @@ def parse_result(run_dir: Path, args: argparse.Namespace, point: Point, n_real: 
                  ) -> dict[str, Any]:
     """The upstream's saved accuracies as a ``result.json`` dict. ``distill_s`` is the record's matching-loop
     time (first to last real draw), ``eval_s`` the rest of the launch (data loading, evaluation)."""
-    file = run_dir / "upstream" / f"res_{args.method}_{DATASETS[args.dataset]}_ConvNet_{args.ipc}ipc.pt"
+    net = model(args)
+    file = run_dir / "upstream" / f"res_{args.method}_{DATASETS[args.dataset]}_{net}_{args.ipc}ipc.pt"
     if not file.is_file():
         raise BiLPError(f"the upstream wrote no {file.name} in {file.parent}: see its log.txt there")
-    accs = [float(a) for a in torch.load(file, weights_only=False)["accs_all_exps"]["ConvNet"]]
+    accs = [float(a) for a in torch.load(file, weights_only=False)["accs_all_exps"][net]]
     level1 = run_dir / "level1.json"
     kept = json.loads(level1.read_text())["kept"] if level1.is_file() else n_real
     distill = json.loads((run_dir / "summary.json").read_text()).get("matching_loop_s") or 0.0
@@ -145,5 +154,5 @@ def parse_result(run_dir: Path, args: argparse.Namespace, point: Point, n_real: 
         "iterations": args.iterations, "seed": point.seed, "real_total": n_real, "real_kept": kept,
         "accuracy": accs, "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
         "distill_s": distill, "eval_s": seconds - distill, "wall_s": seconds,
-        "eval": {"models": args.eval_models, "epochs": eval_epochs(args), "model": "ConvNet (upstream)"},
+        "eval": {"models": args.eval_models, "epochs": eval_epochs(args), "model": f"{net} (upstream)"},
     }

@@ -37,6 +37,9 @@ def add_host_flags(p: argparse.ArgumentParser, iterations: int, seeds: str) -> N
     p.add_argument("--iterations", type=int, default=iterations, help="updates of the synthetic set")
     p.add_argument("--batch-real", type=int, default=64, help="real batch per class and matching step")
     p.add_argument("--width", type=int, default=32, help="ConvNet width (built-in host and scoring)")
+    p.add_argument("--model", default=None,
+                   help="the upstream's network (dc: its --model, e.g. ConvNetW32; default ConvNet, width 128); the "
+                        "built-in host takes --width instead")
     p.add_argument("--eval-models", type=int, default=3, help="fresh networks trained on each synthetic set")
     p.add_argument("--eval-epochs", type=int, default=150, help="their training epochs")
     p.add_argument("--seeds", default=seeds, help="comma-separated distillation seeds")
