@@ -1,0 +1,411 @@
+"""Reproduce the paper's level-1 claims through the patched DatasetCondensation (``--host dc``), resumably and in
+time-boxed chunks: the max pruning ratio of loss vs random selection (Tables 1-2), the best pruned accuracy vs the
+full set (Table 3), the stratified curve (Fig. 3) and, at GPU scale, Table 4's BiLP+DC on CIFAR-10 at ipc 1.
+
+    python benchmarks/reproduce.py --preset cpu --out /work/repro/cpu                    # the CPU plan, to the end
+    timeout 500 python benchmarks/reproduce.py --preset gpu --out runs/gpu --budget-s 450  # one GPU chunk
+    python benchmarks/reproduction_doc.py runs/gpu --out docs/reproduction.md             # the document
+
+Every cell (method x dataset x ipc x score file) is one ``bilp sweep`` folder under ``--out``: the command the
+document shows for it is the ``bilp sweep`` line that makes exactly its points (``<out>/plan.json``). A plan runs
+its steps in order; a step adds seeds, alphas, criteria or strata to a cell, so the first claims are complete early
+and later steps only tighten them. Points are run one at a time through :func:`bilp_plugin.lab.sweep.run_point`:
+each finished point is stored and never rerun, an interrupted one is rerun from scratch.
+
+Chunks: with ``--budget-s B`` the script starts a point only while the time left is at least the longest point of
+that cell so far (or, for a cell's first point, half of ``B``), then stops with exit status 3 and the number of
+points left; rerun the same command to continue. Wrap it in ``timeout`` a little above ``B``: a point killed by
+it is rerun in the next chunk. A point that was started in a fresh chunk and still did not finish is reported
+before it is tried again (it needs more than one chunk: lower that preset's iterations or evaluation networks).
+
+Cells that differ only in their score file share the full-set baseline (``shares_baseline``): the run with alpha
+0 never reads the scores, so the second cell's baseline points are copies of the first one's, marked as such.
+Progress: one line per point (cell, point, accuracy, seconds, points left, estimated time left) and
+``<out>/progress.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bilp_plugin.cli import build_parser
+from bilp_plugin.errors import BiLPError
+from bilp_plugin.lab import hosts, sweep
+
+STRATA = "1,2,3,4,5,6,7,8,9,10"
+CHUNK_EXIT = 3
+"""Exit status of a chunk that stopped with points left."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One sweep folder: its fixed settings (``bilp sweep`` options), its score file and the paper's cell it
+    reproduces (``table``: ``t123`` for Tables 1-3 and Fig. 3, ``t4`` for Table 4's BiLP+DC)."""
+
+    name: str
+    method: str
+    dataset: str
+    ipc: int
+    options: dict[str, str]
+    scores: str
+    """``authors`` (their file) or ``ours`` (a file made by ``bilp score``)."""
+    table: str = "t123"
+    shares_baseline: str | None = None
+    level2: dict[str, Any] | None = None
+    """Table 4 cells: ``{"beta": B, "alpha_from": CELL}`` (alpha: the best loss alpha of that cell)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """Points to add to a cell: the sweep's ``--alphas --criteria --seeds --strata`` (or Table 4 seeds)."""
+
+    cell: str
+    seeds: str
+    alphas: str = ""
+    criteria: str = "loss,random"
+    strata: str = ""
+
+
+@dataclass
+class Plan:
+    preset: str
+    cells: list[Cell]
+    steps: list[Step]
+    notes: list[str] = field(default_factory=list)
+
+
+def cpu_plan(authors: Path, ours: Path | None) -> Plan:
+    """The CPU-scale plan (ipc 1, ConvNetW32, short distillation): sized to about 4-5 hours of one core."""
+    common = {"--model": "ConvNetW32", "--batch-real": "64", "--threads": "1", "--jobs": "1"}
+    dm = {**common, "--iterations": "200", "--eval-models": "6", "--eval-epochs": "300"}
+    dc = {**common, "--iterations": "100", "--eval-models": "6", "--eval-epochs": "300"}
+    cells, steps = [], []
+    for dataset, file in (("cifar10", "CIFAR10_LossConverge.json"), ("mnist", "MNIST_LossConverge.json")):
+        for method, options in (("DM", dm), ("DC", dc)):
+            name = f"{method.lower()}-{dataset}-ipc1"
+            cells.append(Cell(f"{name}-authors", method, dataset, 1, {**options, "--scores": str(authors / file)},
+                              "authors"))
+            if dataset == "cifar10" and ours is not None:
+                cells.append(Cell(f"{name}-ours", method, dataset, 1, {**options, "--scores": str(ours)}, "ours",
+                                  shares_baseline=f"{name}-authors"))
+    alphas = "0.3,0.6,0.9,0.99"
+    for c in cells:
+        crit = "loss,random" if c.scores == "authors" else "loss"
+        steps.append(Step(c.name, "0,1", alphas, crit))
+    for c in cells:
+        steps.append(Step(c.name, "0", strata=STRATA, criteria="loss"))
+    for c in cells:
+        crit = "loss,random" if c.scores == "authors" else "loss"
+        steps.append(Step(c.name, "2", alphas, crit))
+    return Plan("cpu", cells, steps)
+
+
+def gpu_plan(authors: Path, ours: Path | None) -> Plan:
+    """The GPU-scale plan: CIFAR-10, DM and DC at ipc 1 and 10 with the upstream's ConvNet (width 128), the
+    authors' score file, 5 seeds, alphas up to the paper's 0.995; then Table 4's BiLP+DC at ipc 1. Iterations
+    are cut below the upstream defaults (DC 1000, DM 20000) where one point would not fit in an 8-minute
+    chunk on one GPU; the document states the iterations each cell ran."""
+    file = str(authors / "CIFAR10_LossConverge.json")
+    base = {"--jobs": "1", "--threads": "4", "--batch-real": "256", "--eval-models": "10"}
+    sizes = {("DC", 1): ("1000", "300"), ("DC", 10): ("100", "300"), ("DM", 1): ("5000", "1000"),
+             ("DM", 10): ("2000", "1000")}
+    cells = [Cell(f"{m.lower()}-cifar10-ipc{ipc}-authors", m, "cifar10", ipc,
+                  {**base, "--iterations": it, "--eval-epochs": ep, "--scores": file}, "authors")
+             for (m, ipc), (it, ep) in sizes.items()]
+    cells.append(Cell("table4-bilp-dc-cifar10-ipc1", "DC", "cifar10", 1, dict(cells[0].options), "authors",
+                      table="t4", level2={"beta": 0.1, "alpha_from": cells[0].name}))
+    alphas = "0.3,0.5,0.7,0.9,0.99,0.995"
+    steps = [Step(c.name, "0,1,2", alphas) for c in cells[:4]]
+    steps += [Step(c.name, "3,4", alphas) for c in cells[:4]]
+    steps.append(Step(cells[4].name, "0,1,2,3,4"))
+    return Plan("gpu", cells, steps, ["Table 4's alpha is the best loss alpha of the DC ipc 1 cell (chosen on its "
+                                      "test accuracy, as a best-of table does); beta 0.1 (the paper's main text "
+                                      "gives neither)."])
+
+
+PRESETS = {"cpu": cpu_plan, "gpu": gpu_plan}
+
+
+def apply_overrides(plan: Plan, overrides: list[str]) -> Plan:
+    """``--set KEY=VALUE``: a sweep option for every cell (``iterations=2``) or a step field for every step
+    (``seeds=0``, ``alphas=0.5``, ``strata=1,10``); for small test runs."""
+    cells, steps = plan.cells, plan.steps
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BiLPError(f"--set takes KEY=VALUE, got {item!r}")
+        if key in ("seeds", "alphas", "criteria", "strata"):  # seeds of every step; the others where set
+            steps = [Step(**{**vars(s), key: value}) if key == "seeds" or getattr(s, key) else s for s in steps]
+        else:
+            flag = "--" + key.replace("_", "-")
+            cells = [Cell(**{**vars(c), "options": {**c.options, flag: value}}) for c in cells]
+    return Plan(plan.preset, cells, _dedupe(steps), plan.notes)
+
+
+def _dedupe(steps: list[Step]) -> list[Step]:
+    seen, out = set(), []
+    for s in steps:
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out
+
+
+def _union(values: list[str]) -> str:
+    items = {v for text in values for v in text.split(",") if v}
+    return ",".join(sorted(items, key=float))
+
+
+def sweep_argv(cell: Cell, out: Path, steps: list[Step], data_root: str | None) -> list[str]:
+    """The ``bilp sweep`` options that make exactly the cell's points of ``steps`` (all of them: its command)."""
+    mine = [s for s in steps if s.cell == cell.name]
+    argv = ["--host", "dc", "--method", cell.method, "--dataset", cell.dataset, "--ipc", str(cell.ipc)]
+    for flag, value in cell.options.items():
+        argv += [flag, value]
+    if data_root:
+        argv += ["--data-root", data_root]
+    alphas = _union([s.alphas for s in mine])
+    argv += ["--seeds", _union([s.seeds for s in mine]), "--alphas", alphas or "0",
+             "--criteria", ",".join(sorted({c for s in mine if s.alphas for c in s.criteria.split(",")}))
+             or "loss"]
+    strata = _union([s.strata for s in mine])
+    if strata:
+        argv += ["--strata", strata]
+    return [*argv, "--out", str(out / cell.name)]
+
+
+def parse_sweep(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(["sweep", *argv])
+
+
+class Runner:
+    """Runs a plan's points in step order, within a time budget."""
+
+    def __init__(self, plan: Plan, out: Path, data_root: str | None, budget: float | None,
+                 invocation: dict[str, Any] | None = None) -> None:
+        self.plan, self.out, self.data_root, self.budget = plan, out, data_root, budget
+        self.invocation = invocation or {}
+        self.start = time.perf_counter()
+        self.cells = {c.name: c for c in plan.cells}
+        self.hosts: dict[str, tuple[Any, Path]] = {}
+        self.points: list[tuple[Cell, hosts.Point]] = []
+        self.attempts_file = out / "attempts.json"
+        self.attempts: dict[str, str] = (json.loads(self.attempts_file.read_text())
+                                         if self.attempts_file.is_file() else {})
+        self.chunk = datetime.now().astimezone().isoformat(timespec="seconds")
+
+    def write_plan(self) -> None:
+        cells = []
+        for c in self.plan.cells:
+            argv = sweep_argv(c, self.out, self.plan.steps, self.data_root)
+            cells.append({**vars(c), "folder": c.name, "command": "bilp sweep " + " ".join(argv)})
+        payload = {"preset": self.plan.preset, "notes": self.plan.notes, "cells": cells,
+                   "steps": [vars(s) for s in self.plan.steps], "out": str(self.out), **self.invocation}
+        _write_json(self.out / "plan.json", payload)
+
+    def step_points(self, step: Step) -> list[hosts.Point]:
+        cell = self.cells[step.cell]
+        if cell.level2 is not None:
+            return [hosts.Point(f"bilp-s{s}", seed=int(s)) for s in step.seeds.split(",")]
+        args = parse_sweep(sweep_argv(cell, self.out, [step], self.data_root))
+        return sweep.sweep_points(args)
+
+    def planned(self) -> list[tuple[Cell, hosts.Point]]:
+        """Every point of the plan, in step order, once."""
+        points, seen = [], set()
+        for step in self.plan.steps:
+            cell = self.cells[step.cell]
+            for p in self.step_points(step):
+                if (cell.name, p.name) not in seen:
+                    seen.add((cell.name, p.name))
+                    points.append((cell, p))
+        return points
+
+    def stored(self, cell: Cell, point: hosts.Point) -> bool:
+        return (self.out / cell.name / "points" / f"{point.name}.json").is_file()
+
+    def host(self, cell: Cell) -> tuple[Any, Path]:
+        """The cell's host and score file (the sweep's settings are checked and recorded once)."""
+        if cell.name not in self.hosts:
+            args = parse_sweep(sweep_argv(cell, self.out, self.plan.steps, self.data_root))
+            folder = self.out / cell.name
+            folder.mkdir(parents=True, exist_ok=True)
+            host = hosts.make_host(args, folder)
+            sweep.check_settings(folder, args, host.name)
+            self.hosts[cell.name] = (host, hosts.score_file(args, folder))
+        return self.hosts[cell.name]
+
+    def point(self, cell: Cell, point: hosts.Point) -> dict[str, Any]:
+        if cell.shares_baseline and point.name.startswith("baseline-"):
+            shared = self.out / cell.shares_baseline / "points" / f"{point.name}.json"
+            if shared.is_file():
+                stored = json.loads(shared.read_text())
+                stored["shared_from"] = cell.shares_baseline
+                _write_json(self.out / cell.name / "points" / f"{point.name}.json", stored)
+                return stored["result"]
+        host, scores = self.host(cell)
+        if cell.level2 is not None:
+            point = self.level2_point(cell, point)
+        return sweep.run_point(host, point, self.out / cell.name, scores)
+
+    def level2_point(self, cell: Cell, point: hosts.Point) -> hosts.Point:
+        """Table 4: alpha = the best loss alpha of the cell named by ``alpha_from`` (needs its points)."""
+        spec = cell.level2 or {}
+        results = sweep_results(self.out / spec["alpha_from"])
+        if results is None:
+            raise BiLPError(f"{cell.name} needs the finished sweep {spec['alpha_from']} first")
+        by_alpha = results["by_alpha"]["loss"]
+        alpha = max(by_alpha, key=lambda a: by_alpha[a]["accuracy_mean"])
+        return hosts.Point(point.name, alpha=float(alpha), beta=float(spec["beta"]), seed=point.seed)
+
+    def limit(self, cell: Cell) -> float:
+        """How long a point of ``cell`` may take: its longest stored point, else half the budget."""
+        stored = [json.loads(f.read_text()) for f in (self.out / cell.name / "points").glob("*.json")]
+        walls = [s["result"].get("wall_s", 0.0) for s in stored if "shared_from" not in s]
+        return max(walls) * 1.1 if walls else (self.budget or 0) / 2
+
+    def run(self) -> int:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.write_plan()
+        with open(self.out / "chunks.jsonl", "a") as f:
+            f.write(json.dumps({"started": self.chunk, "budget_s": self.budget, **hardware()}) + "\n")
+        self.points = self.planned()
+        pending = [(c, p) for c, p in self.points if not self.stored(c, p)]
+        total, done, times = len(pending), 0, []
+        for cell, point in pending:
+            left = None if self.budget is None else self.budget - (time.perf_counter() - self.start)
+            if left is not None and left < self.limit(cell):
+                return self.stop(total - done, left)
+            key = f"{cell.name}/{point.name}"
+            if key in self.attempts and self.attempts[key] != self.chunk and done == 0:
+                print(f"reproduce: {key} was started in an earlier chunk and did not finish; if it fails again, it "
+                      "needs more than one chunk: lower this preset's iterations or evaluation networks", flush=True)
+            self.attempts[key] = self.chunk
+            _write_json(self.attempts_file, self.attempts)
+            t0, cpu0 = time.perf_counter(), _cpu_seconds()
+            result = self.point(cell, point)
+            done += 1
+            times.append(time.perf_counter() - t0)
+            self.attempts.pop(key, None)
+            _write_json(self.attempts_file, self.attempts)
+            self.progress(cell, point, result, times, total - done, _cpu_seconds() - cpu0)
+            if self.cell_done(cell):
+                self.summarise(cell)
+        for cell in self.plan.cells:
+            self.summarise(cell)
+        print(f"reproduce: all {total} pending points done; {self.out}", flush=True)
+        return 0
+
+    def cell_done(self, cell: Cell) -> bool:
+        """Whether every planned point of ``cell`` is stored."""
+        return all(self.stored(c, p) for c, p in self.points if c.name == cell.name)
+
+    def summarise(self, cell: Cell) -> None:
+        """``sweep.md`` and ``sweep-results.json`` of a cell whose points are all stored (nothing runs)."""
+        folder = self.out / cell.name
+        if cell.level2 is not None or not (folder / "sweep.json").is_file() or not self.cell_done(cell):
+            return
+        args = parse_sweep(sweep_argv(cell, self.out, self.plan.steps, self.data_root))
+        with open(os.devnull, "w") as null:
+            stdout, sys.stdout = sys.stdout, null
+            try:
+                sweep.run(args)
+            finally:
+                sys.stdout = stdout
+
+    def progress(self, cell: Cell, point: hosts.Point, result: dict[str, Any], times: list[float],
+                 left: int, cpu: float) -> None:
+        mean = statistics.fmean(times)
+        eta = datetime.now().astimezone().timestamp() + mean * left
+        acc = 100 * statistics.fmean(result["accuracy"])
+        print(f"reproduce: {cell.name} {point.name}: {acc:.1f}% in {times[-1]:.0f} s ({cpu:.0f} CPU s); {left} "
+              f"points left, about {mean * left / 3600:.1f} h (until {datetime.fromtimestamp(eta):%H:%M})",
+              flush=True)
+        _write_json(self.out / "progress.json", {
+            "updated": datetime.now().astimezone().isoformat(timespec="seconds"), "last": f"{cell.name}/{point.name}",
+            "last_wall_s": times[-1], "last_cpu_s": cpu, "points_left": left, "mean_point_s": mean,
+            "eta": datetime.fromtimestamp(eta).astimezone().isoformat(timespec="minutes")})
+
+    def stop(self, left: int, seconds: float) -> int:
+        print(f"reproduce: chunk budget spent ({seconds:.0f} s left, less than the next point needs); {left} points "
+              "left: rerun the same command to continue", flush=True)
+        return CHUNK_EXIT
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its finished children (the upstream launches)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def hardware() -> dict[str, Any]:
+    """Where a chunk runs: CPU model and count, load, GPU, versions."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    info = Path("/proc/cpuinfo")
+    if info.is_file():
+        names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cpus": os.cpu_count(), "load_1min": os.getloadavg()[0], "gpu": gpu,
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def sweep_results(folder: Path) -> dict[str, Any] | None:
+    file = folder / "sweep-results.json"
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=PRESETS, required=True)
+    p.add_argument("--out", required=True, help="folder of the cells (reused: finished points are kept)")
+    p.add_argument("--data-root", default=None, help="default: $BILP_DATA")
+    p.add_argument("--authors-scores", default=os.environ.get("BILP_SCORES_DIR"),
+                   help="folder of the authors' score files (default: $BILP_SCORES_DIR)")
+    p.add_argument("--our-scores", default=None, help="our CIFAR-10 score file (bilp score); without it, the "
+                                                      "plan has no 'ours' cells")
+    p.add_argument("--budget-s", type=float, default=None, help="chunk: stop before a point that would not fit")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a sweep option of every cell or a step field of every step (small test runs)")
+    args = p.parse_args(argv)
+    try:
+        if not args.authors_scores:
+            raise BiLPError("--authors-scores (or $BILP_SCORES_DIR) must name the authors' score files' folder")
+        ours = Path(args.our_scores).resolve() if args.our_scores else None
+        authors = Path(args.authors_scores).resolve()
+        plan = apply_overrides(PRESETS[args.preset](authors, ours), args.set)
+        words = argv if argv is not None else sys.argv[1:]
+        invocation = {"script": "python benchmarks/reproduce.py " + " ".join(words),
+                      "authors_scores": str(authors), "our_scores": str(ours) if ours else None,
+                      "data_root": args.data_root}
+        return Runner(plan, Path(args.out).resolve(), args.data_root, args.budget_s, invocation).run()
+    except BiLPError as err:
+        print(f"reproduce: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
