@@ -132,8 +132,14 @@ def test_an_unfinished_point_is_named_in_the_next_chunk(tmp_path: Path, fake: li
 def test_table4_takes_the_best_loss_alpha_of_its_cell(tmp_path: Path, fake: list[str]) -> None:
     assert reproduce.main(["--preset", "gpu", "--out", str(tmp_path / "out"), "--authors-scores", str(tmp_path),
                            "--set", "seeds=0,1", "--set", "alphas=0.5,0.9"]) == 0
-    stored = json.loads((tmp_path / "out" / "table4-bilp-dc-cifar10-ipc1" / "points" / "bilp-s1.json").read_text())
-    assert stored["point"]["alpha"] == 0.5 and stored["point"]["beta"] == 0.1  # the fake's loss peaks at 0.5
+    points = tmp_path / "out" / "table4-bilp-dc-cifar10-ipc1" / "points"
+    bilp, level1 = (json.loads((points / f"{k}-s1.json").read_text())["point"] for k in ("bilp", "level1"))
+    assert (bilp["alpha"], bilp["beta"], level1["alpha"], level1["beta"]) == (0.5, 0.1, 0.5, 0.0)  # loss peaks at 0.5
+    assert json.loads((points / "baseline-s0.json").read_text())["point"]["alpha"] == 0.0
+    text = reproduction_doc.document([tmp_path / "out"], None, "unused")
+    assert "| BiLP+DC (levels 1+2) | 80.1 ± 1.1 (se 0.5) | 30.5 ± 0.3 (Table 4) |" in text
+    assert "BiLP+DC minus DC: -0.4 ± 0.7 (within noise) (paper: +2.2)" in text
+    assert "## GPU scale: not run yet" not in text and "BiLP+DC above DC (Table 4): **not resolved" in text
 
 
 def test_document_from_the_folders(tmp_path: Path, fake: list[str]) -> None:
