@@ -48,8 +48,8 @@ CHUNK_EXIT = 3
 
 @dataclass(frozen=True)
 class Cell:
-    """One sweep folder: its fixed settings (``bilp sweep`` options), its score file and the paper's cell it
-    reproduces (``table``: ``t123`` for Tables 1-3 and Fig. 3, ``t4`` for Table 4's BiLP+DC)."""
+    """One sweep folder: its fixed settings (``bilp sweep`` options) and its score file; a Tables 1-3 / Fig. 3
+    cell, or Table 4's BiLP+DC (``level2``)."""
 
     name: str
     method: str
@@ -58,7 +58,6 @@ class Cell:
     options: dict[str, str]
     scores: str
     """``authors`` (their file) or ``ours`` (a file made by ``bilp score``)."""
-    table: str = "t123"
     shares_baseline: str | None = None
     level2: dict[str, Any] | None = None
     """Table 4 cells: ``{"beta": B, "alpha_from": CELL}``. Per seed they run the full set (``baseline``), level 1
@@ -125,7 +124,7 @@ def gpu_plan(authors: Path, ours: Path | None) -> Plan:
              for (m, ipc), it in sizes.items()]
     # level 2 selects every 10th draw of a class (the ITE of a batch of 256): fewer iterations to fit a chunk
     cells.append(Cell("table4-bilp-dc-cifar10-ipc1", "DC", "cifar10", 1, {**cells[0].options, "--iterations": "200"},
-                      "authors", table="t4", level2={"beta": 0.1, "alpha_from": cells[0].name}))
+                      "authors", level2={"beta": 0.1, "alpha_from": cells[0].name}))
     alphas = "0.3,0.5,0.7,0.9,0.99,0.995"
     steps = [Step(c.name, "0,1,2", alphas) for c in cells[:4]]
     steps += [Step(c.name, "3,4", alphas) for c in cells[:4]]
