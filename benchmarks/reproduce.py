@@ -6,11 +6,13 @@ full set (Table 3), the stratified curve (Fig. 3) and, at GPU scale, Table 4's B
     timeout 500 python benchmarks/reproduce.py --preset gpu --out runs/gpu --budget-s 450  # one GPU chunk
     python benchmarks/reproduction_doc.py runs/gpu --out docs/reproduction.md             # the document
 
-Every cell (method x dataset x ipc x score file) is one ``bilp sweep`` folder under ``--out``: the command the
-document shows for it is the ``bilp sweep`` line that makes exactly its points (``<out>/plan.json``). A plan runs
-its steps in order; a step adds seeds, alphas, criteria or strata to a cell, so the first claims are complete early
-and later steps only tighten them. Points are run one at a time through :func:`bilp_plugin.lab.sweep.run_point`:
-each finished point is stored and never rerun, an interrupted one is rerun from scratch.
+Every cell (method x dataset x ipc x score file) is one ``bilp sweep`` folder under ``--out``. A plan runs its
+steps in order; a step adds seeds, alphas, criteria or strata to a cell, so the first claims are complete early
+and later steps only tighten them. Each step is one ``bilp sweep`` line (the cell's fixed options plus the step's
+``--seeds --alphas --criteria --strata``) that makes exactly the step's points; ``<out>/plan.json`` lists every
+cell's command, its steps and its planned points, for the document. Points are run one at a time through
+:func:`bilp_plugin.lab.sweep.run_point`: each finished point is stored and never rerun, an interrupted one is rerun
+from scratch.
 
 Chunks: with ``--budget-s B`` the script starts a point only while the time left is at least the longest point of
 that cell so far (or, for a cell's first point, half of ``B``), then stops with exit status 3 and the number of
@@ -18,8 +20,9 @@ points left; rerun the same command to continue. Wrap it in ``timeout`` a little
 it is rerun in the next chunk. A point that was started in a fresh chunk and still did not finish is reported
 before it is tried again (it needs more than one chunk: lower that preset's iterations or evaluation networks).
 
-Cells that differ only in their score file share the full-set baseline (``shares_baseline``): the run with alpha
-0 never reads the scores, so the second cell's baseline points are copies of the first one's, marked as such.
+Cells that differ only in their score file share the full-set baseline (``shares_baseline``): with alpha 0 level
+1 is off and the run does not depend on the scores, so the second cell's baseline points are copies of the first
+one's, marked ``shared_from``.
 Progress: one line per point (cell, point, accuracy, seconds, points left, estimated time left) and
 ``<out>/progress.json``.
 """
@@ -176,27 +179,26 @@ def _dedupe(steps: list[Step]) -> list[Step]:
     return out
 
 
-def _union(values: list[str]) -> str:
-    items = {v for text in values for v in text.split(",") if v}
-    return ",".join(sorted(items, key=float))
-
-
-def sweep_argv(cell: Cell, out: Path, steps: list[Step], data_root: str | None) -> list[str]:
-    """The ``bilp sweep`` options that make exactly the cell's points of ``steps`` (all of them: its command)."""
-    mine = [s for s in steps if s.cell == cell.name]
+def fixed_argv(cell: Cell, out: Path, data_root: str | None) -> list[str]:
+    """The ``bilp sweep`` options every point of the cell shares (its folder's settings)."""
     argv = ["--host", "dc", "--method", cell.method, "--dataset", cell.dataset, "--ipc", str(cell.ipc)]
     for flag, value in cell.options.items():
         argv += [flag, value]
     if data_root:
         argv += ["--data-root", data_root]
-    alphas = _union([s.alphas for s in mine])
-    argv += ["--seeds", _union([s.seeds for s in mine]), "--alphas", alphas or "0",
-             "--criteria", ",".join(sorted({c for s in mine if s.alphas for c in s.criteria.split(",")}))
-             or "loss"]
-    strata = _union([s.strata for s in mine])
-    if strata:
-        argv += ["--strata", strata]
     return [*argv, "--out", str(out / cell.name)]
+
+
+def step_argv(step: Step) -> list[str]:
+    """The ``bilp sweep`` options that name a step's points (a strata step runs no alpha)."""
+    argv = ["--seeds", step.seeds, "--alphas", step.alphas or "0", "--criteria",
+            step.criteria if step.alphas else "loss"]
+    return [*argv, "--strata", step.strata] if step.strata else argv
+
+
+def sweep_argv(cell: Cell, out: Path, step: Step, data_root: str | None) -> list[str]:
+    """The ``bilp sweep`` command line (without ``bilp sweep``) that makes exactly the points of ``step``."""
+    return [*fixed_argv(cell, out, data_root), *step_argv(step)]
 
 
 def parse_sweep(argv: list[str]) -> argparse.Namespace:
@@ -220,10 +222,14 @@ class Runner:
         self.chunk = datetime.now().astimezone().isoformat(timespec="seconds")
 
     def write_plan(self) -> None:
+        """``plan.json``: each cell's fixed command, its steps' options, and its planned points in order."""
         cells = []
         for c in self.plan.cells:
-            argv = sweep_argv(c, self.out, self.plan.steps, self.data_root)
-            cells.append({**vars(c), "folder": c.name, "command": "bilp sweep " + " ".join(argv)})
+            steps = [s for s in self.plan.steps if s.cell == c.name]
+            cells.append({**vars(c), "folder": c.name,
+                          "command": "bilp sweep " + " ".join(fixed_argv(c, self.out, self.data_root)),
+                          "steps": [" ".join(step_argv(s)) for s in steps],
+                          "points": [p.name for cell, p in self.points if cell.name == c.name]})
         payload = {"preset": self.plan.preset, "notes": self.plan.notes, "cells": cells,
                    "steps": [vars(s) for s in self.plan.steps], "out": str(self.out), **self.invocation}
         _write_json(self.out / "plan.json", payload)
@@ -233,8 +239,7 @@ class Runner:
         if cell.level2 is not None:
             return [hosts.Point(f"{kind}-s{s}", seed=int(s)) for s in step.seeds.split(",")
                     for kind in ("baseline", "level1", "bilp")]
-        args = parse_sweep(sweep_argv(cell, self.out, [step], self.data_root))
-        return sweep.sweep_points(args)
+        return sweep.sweep_points(parse_sweep(sweep_argv(cell, self.out, step, self.data_root)))
 
     def planned(self) -> list[tuple[Cell, hosts.Point]]:
         """Every point of the plan, in step order, once."""
@@ -253,7 +258,8 @@ class Runner:
     def host(self, cell: Cell) -> tuple[Any, Path]:
         """The cell's host and score file (the sweep's settings are checked and recorded once)."""
         if cell.name not in self.hosts:
-            args = parse_sweep(sweep_argv(cell, self.out, self.plan.steps, self.data_root))
+            first = next(s for s in self.plan.steps if s.cell == cell.name)
+            args = parse_sweep(sweep_argv(cell, self.out, first, self.data_root))
             folder = self.out / cell.name
             folder.mkdir(parents=True, exist_ok=True)
             host = hosts.make_host(args, folder)
@@ -275,15 +281,13 @@ class Runner:
         return sweep.run_point(host, point, self.out / cell.name, scores)
 
     def level2_point(self, cell: Cell, point: hosts.Point) -> hosts.Point:
-        """Table 4: alpha = the best loss alpha of the cell named by ``alpha_from`` (needs its points)."""
+        """Table 4: alpha = the best loss alpha of the cell named by ``alpha_from`` (needs all its points)."""
         spec = cell.level2 or {}
-        results = sweep_results(self.out / spec["alpha_from"])
-        if results is None:
-            raise BiLPError(f"{cell.name} needs the finished sweep {spec['alpha_from']} first")
-        by_alpha = results["by_alpha"]["loss"]
-        alpha = max(by_alpha, key=lambda a: by_alpha[a]["accuracy_mean"])
+        source = self.cells[spec["alpha_from"]]
+        if not self.cell_done(source):
+            raise BiLPError(f"{cell.name} needs every point of {source.name} first")
         beta = float(spec["beta"]) if point.name.startswith("bilp-") else 0.0
-        return hosts.Point(point.name, alpha=float(alpha), beta=beta, seed=point.seed)
+        return hosts.Point(point.name, alpha=best_loss_alpha(self.out / source.name), beta=beta, seed=point.seed)
 
     def limit(self, cell: Cell) -> float:
         """How long a point of ``cell`` may take: its longest stored point, else half the budget."""
@@ -293,10 +297,10 @@ class Runner:
 
     def run(self) -> int:
         self.out.mkdir(parents=True, exist_ok=True)
+        self.points = self.planned()
         self.write_plan()
         with open(self.out / "chunks.jsonl", "a") as f:
             f.write(json.dumps({"started": self.chunk, "budget_s": self.budget, **hardware()}) + "\n")
-        self.points = self.planned()
         pending = [(c, p) for c, p in self.points if not self.stored(c, p)]
         total, done, times = len(pending), 0, []
         for cell, point in pending:
@@ -316,29 +320,12 @@ class Runner:
             self.attempts.pop(key, None)
             _write_json(self.attempts_file, self.attempts)
             self.progress(cell, point, result, times, total - done, _cpu_seconds() - cpu0)
-            if self.cell_done(cell):
-                self.summarise(cell)
-        for cell in self.plan.cells:
-            self.summarise(cell)
         print(f"reproduce: all {total} pending points done; {self.out}", flush=True)
         return 0
 
     def cell_done(self, cell: Cell) -> bool:
         """Whether every planned point of ``cell`` is stored."""
         return all(self.stored(c, p) for c, p in self.points if c.name == cell.name)
-
-    def summarise(self, cell: Cell) -> None:
-        """``sweep.md`` and ``sweep-results.json`` of a cell whose points are all stored (nothing runs)."""
-        folder = self.out / cell.name
-        if cell.level2 is not None or not (folder / "sweep.json").is_file() or not self.cell_done(cell):
-            return
-        args = parse_sweep(sweep_argv(cell, self.out, self.plan.steps, self.data_root))
-        with open(os.devnull, "w") as null:
-            stdout, sys.stdout = sys.stdout, null
-            try:
-                sweep.run(args)
-            finally:
-                sys.stdout = stdout
 
     def progress(self, cell: Cell, point: hosts.Point, result: dict[str, Any], times: list[float],
                  left: int, cpu: float) -> None:
@@ -384,9 +371,16 @@ def hardware() -> dict[str, Any]:
             "torch": torch.__version__, "python": platform.python_version()}
 
 
-def sweep_results(folder: Path) -> dict[str, Any] | None:
-    file = folder / "sweep-results.json"
-    return json.loads(file.read_text()) if file.is_file() else None
+def best_loss_alpha(folder: Path) -> float:
+    """The alpha whose loss-criterion points have the highest mean accuracy in a cell's folder."""
+    by_alpha: dict[float, list[float]] = {}
+    for f in (folder / "points").glob("*.json"):
+        stored = json.loads(f.read_text())
+        if stored["point"]["criterion"] == "loss" and stored["point"]["alpha"] > 0:
+            by_alpha.setdefault(stored["point"]["alpha"], []).extend(stored["result"]["accuracy"])
+    if not by_alpha:
+        raise BiLPError(f"{folder} holds no loss-criterion point to choose an alpha from")
+    return max(by_alpha, key=lambda a: statistics.fmean(by_alpha[a]))
 
 
 def _write_json(path: Path, payload: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 from dataclasses import dataclass
@@ -65,20 +66,20 @@ class Cell:
 
     @property
     def seeds(self) -> list[int]:
-        return hosts.parse_seeds(self.args.seeds)
+        """The seeds of its planned full-set runs."""
+        return sorted(int(n.rpartition("-s")[2]) for n in self.expected if n.startswith("baseline-"))
+
+    def alphas(self) -> list[float]:
+        """The planned pruning ratios (points named ``<criterion>-a<alpha>-s<seed>``)."""
+        return sorted({float(m.group(1)) for n in self.expected if (m := re.match(r"\w+-a([\d.]+)-s\d+$", n))})
 
 
 def load_cell(spec: dict[str, Any], root: Path, shown: dict[str, str]) -> Cell:
     folder = root / spec["folder"]
-    argv = spec["command"].split()[2:]
-    args = build_parser().parse_args(["sweep", *argv])
+    args = build_parser().parse_args(["sweep", *spec["command"].split()[2:]])
     spec = {**spec, "command": placeholders(spec["command"], shown)}
-    if spec.get("level2"):
-        expected = [f"{kind}-s{s}" for s in hosts.parse_seeds(args.seeds) for kind in ("baseline", "level1", "bilp")]
-    else:
-        expected = [p.name for p in sweep.sweep_points(args)]
     results = {f.stem: json.loads(f.read_text())["result"] for f in sorted((folder / "points").glob("*.json"))}
-    return Cell(spec, folder, args, results, expected)
+    return Cell(spec, folder, args, results, list(spec["points"]))
 
 
 def placeholders(text: str, shown: dict[str, str]) -> str:
@@ -156,12 +157,9 @@ class Group:
         self.method, self.dataset, self.ipc = a.method, a.dataset, a.ipc
         self.base = authors.summary([f"baseline-s{s}" for s in authors.seeds])
 
-    def alphas(self) -> list[float]:
-        return sorted({float(a) for a in self.authors.args.alphas.split(",") if float(a) > 0})
-
     def by_alpha(self, cell: Cell, criterion: str) -> dict[float, dict[str, Any]]:
         table = {}
-        for a in self.alphas():
+        for a in self.authors.alphas():
             s = cell.summary([f"{criterion}-a{a:g}-s{seed}" for seed in cell.seeds])
             if s is not None:
                 table[a] = s
@@ -190,7 +188,9 @@ def group_section(g: Group) -> tuple[list[str], dict[str, Any]]:
     title = f"### {g.method}, {g.dataset}, ipc {g.ipc}"
     lines = [title, "", "Scale: " + scale_line(g.authors) + ".", ""]
     for cell in filter(None, (g.authors, g.ours)):
-        lines.append(f"- `{cell.spec['folder']}` ({cell.spec['scores']} scores): `{cell.spec['command']}`")
+        lines.append(f"- `{cell.spec['folder']}` ({cell.spec['scores']} scores): `{cell.spec['command']}`, "
+                     "its points made by these steps, in order: "
+                     + "; ".join(f"`{step}`" for step in cell.spec["steps"]))
         if cell.missing:
             lines.append(f"  - **incomplete**: {len(cell.missing)} of {len(cell.expected)} points missing "
                          f"({', '.join(cell.missing[:6])}{' ...' if len(cell.missing) > 6 else ''})")
@@ -205,7 +205,7 @@ def group_section(g: Group) -> tuple[list[str], dict[str, Any]]:
               "| alpha | " + " | ".join(tables) + " | loss (authors) - random, pp |",
               "|---" * (len(tables) + 2) + "|"]
     rand, loss = tables["random"], tables["loss, authors' scores"]
-    for a in g.alphas():
+    for a in g.authors.alphas():
         cells = [pct(t.get(a)) + ("*" if a in t and sweep.within(g.base, t[a]) else "") for t in tables.values()]
         lines.append(f"| {a:g} | " + " | ".join(cells) + f" | {verdict(difference(loss.get(a), rand.get(a)))} |")
     ratios = {label: sweep.max_alpha(g.base, t) for label, t in tables.items()}
@@ -215,7 +215,7 @@ def group_section(g: Group) -> tuple[list[str], dict[str, Any]]:
         paper = paper_r if label == "random" else paper_l if label.startswith("loss, authors") else None
         paper_text = f"{paper:g}" if paper is not None and g.dataset == "cifar10" else "-"
         lines.append(f"| {label} | {ratios[label]:g} | {paper_text} |")
-    high = [a for a in g.alphas() if a in loss and a in rand]
+    high = [a for a in g.authors.alphas() if a in loss and a in rand]
     diffs = {a: difference(loss[a], rand[a]) for a in high}
     verdicts["t12"] = {"loss_ratio": ratios["loss, authors' scores"], "random_ratio": ratios["random"],
                        "resolved": {a: resolved(d) for a, d in diffs.items()}}

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.lab import hosts
+from bilp_plugin.lab import hosts, sweep
 from bilp_adapters.dc import host as dc_host
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -63,21 +63,25 @@ def _tiny_cpu(tmp_path: Path, *extra: str) -> int:
                            "--set", "alphas=0.5,0.9", "--set", "strata=1,5,10", *extra])
 
 
-def test_plan_command_is_the_sweep_of_exactly_its_points(tmp_path: Path) -> None:
+def test_each_step_is_the_sweep_of_exactly_its_points(tmp_path: Path) -> None:
     plan = reproduce.cpu_plan(tmp_path, tmp_path / "ours.npz")
     names = [c.name for c in plan.cells]
     assert names == ["dm-cifar10-ipc1-authors", "dm-cifar10-ipc1-ours", "dc-cifar10-ipc1-authors",
                      "dc-cifar10-ipc1-ours", "dm-mnist-ipc1-authors", "dc-mnist-ipc1-authors"]
-    argv = reproduce.sweep_argv(plan.cells[0], tmp_path, plan.steps, None)
-    text = " ".join(argv)
-    assert "--model ConvNetW32" in text and "--seeds 0,1,2" in text and "--strata 1,2,3,4,5,6,7,8,9,10" in text
-    assert "--criteria loss,random" in text
-    ours = " ".join(reproduce.sweep_argv(plan.cells[1], tmp_path, plan.steps, None))
-    assert "--criteria loss " in ours and f"--scores {tmp_path / 'ours.npz'}" in ours
+    first = [s for s in plan.steps if s.cell == names[0]]
+    assert [" ".join(reproduce.step_argv(s)) for s in first] == [
+        "--seeds 0,1 --alphas 0.5,0.9,0.99 --criteria loss,random",
+        "--seeds 0 --alphas 0 --criteria loss --strata 1,2,3,4,5,6,7,8,9,10",
+        "--seeds 2 --alphas 0.5,0.9,0.99 --criteria loss,random"]
+    args = reproduce.parse_sweep(reproduce.sweep_argv(plan.cells[0], tmp_path, first[1], None))
+    assert [p.name for p in sweep.sweep_points(args)] == ["baseline-s0"] + [f"stratum{k:02d}-s0" for k in range(1, 11)]
+    assert args.model == "ConvNetW32" and args.out == str(tmp_path / names[0])
+    ours = " ".join(reproduce.sweep_argv(plan.cells[1], tmp_path, plan.steps[1], None))
+    assert "--criteria loss" in ours and f"--scores {tmp_path / 'ours.npz'}" in ours
     assert [c.name for c in reproduce.cpu_plan(tmp_path, None).cells if c.scores == "ours"] == []
     gpu = reproduce.gpu_plan(tmp_path, None)
     assert gpu.cells[-1].level2 == {"beta": 0.1, "alpha_from": "dc-cifar10-ipc1-authors"}
-    assert " ".join(reproduce.sweep_argv(gpu.cells[0], tmp_path, gpu.steps, None)).count("--ipc") == 1
+    assert reproduce.fixed_argv(gpu.cells[0], tmp_path, None).count("--ipc") == 1
 
 
 def test_overrides_change_every_cell_and_step(tmp_path: Path) -> None:
@@ -100,7 +104,8 @@ def test_queue_runs_every_point_once_and_shares_the_baseline(tmp_path: Path, fak
     assert sorted(p.stem for p in (ours / "points").glob("*.json")) == [
         "baseline-s0", "baseline-s1", "loss-a0.5-s0", "loss-a0.5-s1", "loss-a0.9-s0", "loss-a0.9-s1",
         "stratum01-s0", "stratum01-s1", "stratum05-s0", "stratum05-s1", "stratum10-s0", "stratum10-s1"]
-    assert (out / "dm-cifar10-ipc1-authors" / "sweep.md").is_file()  # summarised once complete
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["cells"][1]["points"][:3] == ["baseline-s0", "baseline-s1", "loss-a0.5-s0"]
     progress = capsys.readouterr().out
     assert "points left" in progress and "all" in progress.splitlines()[-1]
     ran = len(fake)
