@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bilp_adapters.dc.host import eval_epochs, model
 from bilp_plugin.cli import build_parser
 from bilp_plugin.lab import hosts, sweep
 
@@ -174,8 +175,6 @@ class Group:
 
 def scale_line(cell: Cell) -> str:
     a = cell.args
-    from bilp_adapters.dc.host import eval_epochs, model
-
     seeds = ",".join(map(str, cell.seeds))
     return (f"{a.dataset}, ipc {a.ipc}, {a.method} through the patched DatasetCondensation, network {model(a)} "
             f"(distillation and evaluation), {a.iterations} iterations, real batch {a.batch_real} per class, "
@@ -195,7 +194,8 @@ def group_section(g: Group) -> tuple[list[str], dict[str, Any]]:
             lines.append(f"  - **incomplete**: {len(cell.missing)} of {len(cell.expected)} points missing "
                          f"({', '.join(cell.missing[:6])}{' ...' if len(cell.missing) > 6 else ''})")
     lines += ["", f"Full real set (baseline): {pct(g.base)}.", ""]
-    verdicts: dict[str, Any] = {"group": f"{g.method} {g.dataset} ipc {g.ipc}"}
+    group = f"{g.method} {g.dataset} ipc {g.ipc}" + (" (no paper cell)" if g.dataset != "cifar10" else "")
+    verdicts: dict[str, Any] = {"group": group}
     if g.base is None:
         return [*lines, "No baseline yet: nothing to compare.", ""], verdicts
     tables = {label: g.by_alpha(cell, crit) for label, cell, crit in g.criteria()}
