@@ -193,6 +193,8 @@ def group_section(g: Group) -> tuple[list[str], dict[str, Any]]:
         if cell.missing:
             lines.append(f"  - **incomplete**: {len(cell.missing)} of {len(cell.expected)} points missing "
                          f"({', '.join(cell.missing[:6])}{' ...' if len(cell.missing) > 6 else ''})")
+    if g.ours is None:
+        lines.append("- no cell with our scores in this plan")
     lines += ["", f"Full real set (baseline): {pct(g.base)}.", ""]
     group = f"{g.method} {g.dataset} ipc {g.ipc}" + (" (no paper cell)" if g.dataset != "cifar10" else "")
     verdicts: dict[str, Any] = {"group": group}
