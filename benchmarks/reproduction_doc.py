@@ -5,11 +5,15 @@ the stored points, and the paper's numbers are the data below.
     python benchmarks/reproduction_doc.py /work/repro/cpu [runs/gpu] \\
         --agreement /work/repro/agreement.json --out docs/reproduction.md
 
-Statistics. Accuracies are pooled over seeds and evaluated networks (mean ± std, as the sweep reports them); the
-standard error (se) of a mean counts seeds, not networks (:func:`bilp_plugin.lab.hosts.summary`). A difference
-of two means is "resolved" when it exceeds twice its se (the two ses combined in quadrature), otherwise it is
-"within noise". The stratified curve (Fig. 3) runs one seed per stratum: its trend is the least-squares slope of
-accuracy over the stratum index, with the slope's se from the residuals of the ten strata.
+Statistics. Accuracies are pooled over seeds and evaluated networks (mean ± std, as the sweep reports them). The
+unit of replication is the seed (the networks of one seed share its synthetic set): a run's mean accuracy over
+its networks is one observation. With 2-3 seeds per mean, each mean's own spread says little, so the seed-level
+variance is pooled over every mean of a method x dataset (full set, each criterion and alpha: the same settings,
+the same noise), with its degrees of freedom. A mean of n seeds has se = s_pooled / sqrt(n); a difference of two
+means is "resolved" when it exceeds t x its se (t: Student's 97.5% quantile at the pooled degrees of freedom, a
+two-sided 5% test), otherwise it is "within noise". The stratified curve (Fig. 3) runs one seed per stratum: its
+trend is the least-squares slope of accuracy over the stratum index, its se from the residuals (8 degrees of
+freedom).
 """
 
 from __future__ import annotations
@@ -101,38 +105,70 @@ def shown_paths(plan: dict[str, Any]) -> dict[str, str]:
     return shown
 
 
-def pct(s: dict[str, Any] | None, se: bool = True) -> str:
-    if s is None:
-        return "missing"
-    text = f"{100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f}"
-    if se and s.get("accuracy_se") is not None:
-        text += f" (se {100 * s['accuracy_se']:.1f})"
-    return text
+T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 12: 2.18,
+        15: 2.13, 20: 2.09, 30: 2.04, 60: 2.00, 120: 1.98}
+"""Student's t, 97.5% quantile, by degrees of freedom (between two rows, the row below: a larger t)."""
 
 
-def difference(a: dict[str, Any] | None, b: dict[str, Any] | None) -> tuple[float, float | None] | None:
-    """a - b in percentage points, and its se (None when either side has no se)."""
-    if a is None or b is None:
-        return None
-    d = 100 * (a["accuracy_mean"] - b["accuracy_mean"])
-    if a.get("accuracy_se") is None or b.get("accuracy_se") is None:
-        return d, None
-    return d, 100 * math.hypot(a["accuracy_se"], b["accuracy_se"])
+def t975(dof: int) -> float:
+    return T975[max(k for k in T975 if k <= dof)] if dof >= 1 else math.inf
 
 
-def verdict(diff: tuple[float, float | None] | None) -> str:
+@dataclass
+class Noise:
+    """Seed-level noise pooled over the means of a group: std of a run's mean accuracy (percentage points) and
+    its degrees of freedom."""
+
+    sd: float | None
+    dof: int
+
+    @classmethod
+    def pooled(cls, summaries: list[dict[str, Any]]) -> Noise:
+        groups = [[100 * m for m in s["run_means"]] for s in summaries if len(s["run_means"]) > 1]
+        dof = sum(len(g) - 1 for g in groups)
+        if not dof:
+            return cls(None, 0)
+        return cls(math.sqrt(sum(statistics.variance(g) * (len(g) - 1) for g in groups) / dof), dof)
+
+    def se(self, s: dict[str, Any]) -> float | None:
+        return None if self.sd is None else self.sd / math.sqrt(s["runs"])
+
+    def pct(self, s: dict[str, Any] | None) -> str:
+        """Mean ± std over seeds x networks (%), and the mean's se."""
+        if s is None:
+            return "missing"
+        se = self.se(s)
+        return f"{100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f}" + (
+            f" (se {se:.1f})" if se is not None else "")
+
+    def difference(self, a: dict[str, Any] | None, b: dict[str, Any] | None
+                   ) -> tuple[float, float | None, float] | None:
+        """a - b in percentage points, its se and the t it must exceed in se units (None if a side is missing)."""
+        if a is None or b is None:
+            return None
+        d = 100 * (a["accuracy_mean"] - b["accuracy_mean"])
+        se = None if self.sd is None else self.sd * math.sqrt(1 / a["runs"] + 1 / b["runs"])
+        return d, se, t975(self.dof)
+
+    def line(self) -> str:
+        if self.sd is None:
+            return "Noise: no mean has two seeds yet, so no standard error."
+        return (f"Noise: pooled seed-level std {self.sd:.2f} pp over {self.dof} degrees of freedom; a difference "
+                f"is resolved beyond t = {t975(self.dof):.2f} standard errors.")
+
+
+def verdict(diff: tuple[float, float | None, float] | None) -> str:
     if diff is None:
         return "missing"
-    d, se = diff
+    d, se, t = diff
     if se is None:
-        return f"{d:+.1f} (no se: one seed)"
-    word = "resolved" if abs(d) > 2 * se else "within noise"
-    return f"{d:+.1f} ± {se:.1f} ({word})"
+        return f"{d:+.1f} (no se yet)"
+    return f"{d:+.1f} ± {se:.1f} ({'resolved' if abs(d) > t * se else 'within noise'})"
 
 
-def resolved(diff: tuple[float, float | None] | None) -> int:
-    """+1 / -1 when the difference is positive / negative by more than 2 se, else 0."""
-    if diff is None or diff[1] is None or abs(diff[0]) <= 2 * diff[1]:
+def resolved(diff: tuple[float, float | None, float] | None) -> int:
+    """+1 / -1 when the difference is positive / negative by more than t se, else 0."""
+    if diff is None or diff[1] is None or abs(diff[0]) <= diff[2] * diff[1]:
         return 0
     return 1 if diff[0] > 0 else -1
 
@@ -157,6 +193,8 @@ class Group:
         a = authors.args
         self.method, self.dataset, self.ipc = a.method, a.dataset, a.ipc
         self.base = authors.summary([f"baseline-s{s}" for s in authors.seeds])
+        means = [self.by_alpha(cell, crit) for _, cell, crit in self.criteria()]
+        self.noise = Noise.pooled([s for s in [self.base, *(m for t in means for m in t.values())] if s])
 
     def by_alpha(self, cell: Cell, criterion: str) -> dict[float, dict[str, Any]]:
         table = {}
@@ -195,15 +233,16 @@ def group_section(g: Group) -> tuple[list[str], dict[str, Any]]:
                          f"({', '.join(cell.missing[:6])}{' ...' if len(cell.missing) > 6 else ''})")
     if g.ours is None:
         lines.append("- no cell with our scores in this plan")
-    lines += ["", f"Full real set (baseline): {pct(g.base)}.", ""]
+    pct, difference = g.noise.pct, g.noise.difference
+    lines += ["", f"Full real set (baseline): {pct(g.base)}. {g.noise.line()}", ""]
     group = f"{g.method} {g.dataset} ipc {g.ipc}" + (" (no paper cell)" if g.dataset != "cifar10" else "")
     verdicts: dict[str, Any] = {"group": group}
     if g.base is None:
         return [*lines, "No baseline yet: nothing to compare.", ""], verdicts
     tables = {label: g.by_alpha(cell, crit) for label, cell, crit in g.criteria()}
     # Tables 1-2: accuracy per alpha, max ratio
-    lines += ["Accuracy (%) by pruning ratio alpha (mean ± std over seeds x networks, se over seeds; '*' = within "
-              "the baseline's std, the paper's criterion):", "",
+    lines += ["Accuracy (%) by pruning ratio alpha (mean ± std over seeds x networks, se of the mean over seeds; "
+              "'*' = within the baseline's std, the paper's criterion):", "",
               "| alpha | " + " | ".join(tables) + " | loss (authors) - random, pp |",
               "|---" * (len(tables) + 2) + "|"]
     rand, loss = tables["random"], tables["loss, authors' scores"]
@@ -216,7 +255,8 @@ def group_section(g: Group) -> tuple[list[str], dict[str, Any]]:
     for label in tables:
         paper = paper_r if label == "random" else paper_l if label.startswith("loss, authors") else None
         paper_text = f"{paper:g}" if paper is not None and g.dataset == "cifar10" else "-"
-        lines.append(f"| {label} | {ratios[label]:g} | {paper_text} |")
+        lines.append(f"| {label} | {ratios[label]:g} | {paper_text} |" if tables[label] else
+                     f"| {label} | missing | {paper_text} |")
     high = [a for a in g.authors.alphas() if a in loss and a in rand]
     diffs = {a: difference(loss[a], rand[a]) for a in high}
     verdicts["t12"] = {"loss_ratio": ratios["loss, authors' scores"], "random_ratio": ratios["random"],
@@ -250,11 +290,12 @@ def group_section(g: Group) -> tuple[list[str], dict[str, Any]]:
         strata_rows.append(f"| {label} | " + " | ".join(
             f"{100 * by_k[k]['accuracy_mean']:.1f}" if k in by_k else "-" for k in range(1, 11))
             + f" | {f'{fit[0]:+.2f} ± {fit[1]:.2f}' if fit else '-'} | S{low} |")
-        trend[label] = {"slope": fit, "lowest": low, "strata": len(by_k)}
+        trend[label] = {"slope": fit, "lowest": low, "strata": len(by_k), "t": t975(len(by_k) - 2)}
     verdicts["fig3"] = trend
     if strata_rows:
         lines += ["", "Distilled from one loss decile alone (Fig. 3; S1 = largest loss; accuracy %, mean over the "
-                  "networks of the stratum's seeds; slope = pp per stratum, least squares, se from the residuals):",
+                  "networks of the stratum's seeds; slope = pp per stratum ± se, least squares, se from the "
+                  "residuals; it rises beyond noise above t = 2.31 se at 8 degrees of freedom):",
                   "", "| scores | " + " | ".join(f"S{k}" for k in range(1, 11)) + " | slope | lowest |",
                   "|---" * 13 + "|", *strata_rows]
     lines += [""]
@@ -264,6 +305,8 @@ def group_section(g: Group) -> tuple[list[str], dict[str, Any]]:
 def table4_section(cell: Cell) -> tuple[list[str], dict[str, Any]]:
     """Table 4's BiLP+DC against DC on the full set (and level 1 alone), all in one cell at one scale."""
     kinds = {k: cell.summary([f"{k}-s{s}" for s in cell.seeds]) for k in ("baseline", "level1", "bilp")}
+    noise = Noise.pooled([s for s in kinds.values() if s])
+    pct, difference = noise.pct, noise.difference
     lines = ["### Table 4: BiLP+DC, CIFAR-10, ipc 1", "", "Scale: " + scale_line(cell) + ".", "",
              "- the points are run by the script (a level-2 run is not a sweep point); their upstream command "
              "lines are in each run's `config.json` (`argv`)"]
@@ -281,7 +324,7 @@ def table4_section(cell: Cell) -> tuple[list[str], dict[str, Any]]:
               f"| BiLP+DC (levels 1+2) | {pct(kinds['bilp'])} | {bilp_paper[0]} ± {bilp_paper[1]} (Table 4) |", "",
               f"BiLP+DC minus DC: {verdict(difference(kinds['bilp'], kinds['baseline']))} (paper: "
               f"{bilp_paper[0] - dc[0]:+.1f}); levels 1+2 minus level 1: "
-              f"{verdict(difference(kinds['bilp'], kinds['level1']))}.", ""]
+              f"{verdict(difference(kinds['bilp'], kinds['level1']))}. {noise.line()}", ""]
     return lines, {"t4": resolved(difference(kinds["bilp"], kinds["baseline"]))}
 
 
@@ -362,9 +405,9 @@ def closing(verdicts: list[dict[str, Any]]) -> list[str]:
             fit = t["slope"]
             if fit is None or t["strata"] < 10:
                 word = f"incomplete ({t['strata']} of 10 strata)"
-            elif fit[0] > 2 * fit[1] and t["lowest"] == 1:
+            elif fit[0] > t["t"] * fit[1] and t["lowest"] == 1:
                 word = "reproduced (rising, S1 lowest)"
-            elif fit[0] > 2 * fit[1]:
+            elif fit[0] > t["t"] * fit[1]:
                 word = f"partly (rising, but the lowest is S{t['lowest']})"
             else:
                 word = "not reproduced (no rise beyond noise)"
@@ -431,9 +474,11 @@ def document(roots: list[Path], agreement: dict[str, Any] | None, gpu_command: s
              "loss decile distills worst (Fig. 3), and, at GPU scale, BiLP+DC on CIFAR-10 at ipc 1 (Table 4). "
              "Every cell runs the patched DatasetCondensation (`bilp sweep --host dc`) with its own evaluation, "
              "level 1 only (beta 0) except Table 4. " + PAPER_FIG3, "",
-             "Statistics: mean ± std pools seeds and evaluation networks; se is the standard error of the mean "
-             "over seeds (networks of one seed share its synthetic set). A difference is *resolved* when it exceeds "
-             "twice its se.", ""]
+             "Statistics: mean ± std pools seeds and evaluation networks. The seed is the unit of replication (the "
+             "networks of one seed share its synthetic set); the seed-level variance is pooled over all means of a "
+             "method x dataset, se = pooled std / sqrt(seeds), and a difference is *resolved* when it exceeds "
+             "Student's t (97.5%, the pooled degrees of freedom) times its se, otherwise it is *within noise*. "
+             "`benchmarks/reproduction_doc.py` says more.", ""]
     if agreement:
         lines += agreement_section(agreement)
     presets = set()
