@@ -269,14 +269,16 @@ class Runner:
             self.hosts[cell.name] = (host, hosts.score_file(args, folder))
         return self.hosts[cell.name]
 
+    def shared(self, cell: Cell, point: hosts.Point) -> dict[str, Any] | None:
+        """A baseline point copied from the cell it shares them with (``None`` when there is none to copy)."""
+        source = self.out / str(cell.shares_baseline) / "points" / f"{point.name}.json"
+        if not (cell.shares_baseline and point.name.startswith("baseline-") and source.is_file()):
+            return None
+        stored = {**json.loads(source.read_text()), "shared_from": cell.shares_baseline}
+        _write_json(self.out / cell.name / "points" / f"{point.name}.json", stored)
+        return stored["result"]
+
     def point(self, cell: Cell, point: hosts.Point) -> dict[str, Any]:
-        if cell.shares_baseline and point.name.startswith("baseline-"):
-            shared = self.out / cell.shares_baseline / "points" / f"{point.name}.json"
-            if shared.is_file():
-                stored = json.loads(shared.read_text())
-                stored["shared_from"] = cell.shares_baseline
-                _write_json(self.out / cell.name / "points" / f"{point.name}.json", stored)
-                return stored["result"]
         host, scores = self.host(cell)
         if cell.level2 is not None and not point.name.startswith("baseline-"):
             point = self.level2_point(cell, point)
@@ -306,6 +308,9 @@ class Runner:
         pending = [(c, p) for c, p in self.points if not self.stored(c, p)]
         total, done, times = len(pending), 0, []
         for cell, point in pending:
+            if self.shared(cell, point) is not None:
+                done += 1
+                continue
             left = None if self.budget is None else self.budget - (time.perf_counter() - self.start)
             if left is not None and left < self.limit(cell):
                 return self.stop(total - done, left)
