@@ -53,7 +53,26 @@ def test_max_alpha_within_the_baseline_std(tmp_path: Path, fake: FakeHost,
     assert result["max_alpha"] == {"loss": 0.5, "random": 0.0}
     out = capsys.readouterr().out
     assert "max alpha within the baseline's std: loss 0.5, random 0" in out
-    assert "| 0.5 | 79.7 ± 1.0* | 75.0 ± 1.0 |" in out
+    assert "| 0.5 | 79.7 ± 1.0 (se 1.0)* | 75.0 ± 1.0 (se 1.0) |" in out
+
+
+def test_strata_points_and_standard_errors(tmp_path: Path, fake: FakeHost) -> None:
+    """--strata adds one run per named decile and seed; each mean carries its standard error over seeds."""
+    assert _sweep(tmp_path, "--alphas", "0.5", "--criteria", "loss", "--strata", "10,1") == 0
+    assert sorted(n for n in fake.ran if n.startswith("stratum")) == ["stratum01-s0", "stratum01-s1",
+                                                                      "stratum10-s0", "stratum10-s1"]
+    result = json.loads((tmp_path / "sweep-results.json").read_text())
+    assert sorted(result["by_stratum"]) == ["1", "10"]
+    base = result["baseline"]  # runs at 0.79 and 0.81: se = stdev / sqrt(2) = 0.01
+    assert base["run_means"] == pytest.approx([0.79, 0.81]) and base["accuracy_se"] == pytest.approx(0.01)
+    assert "| S10 | 80.0 ± 1.0 (se 1.0) |" in (tmp_path / "sweep.md").read_text()
+    assert hosts.summary([{"accuracy": [0.5, 0.7], "real_kept": 1, "real_total": 1, "distill_s": 0,
+                           "eval_s": 0}])["accuracy_se"] is None  # one run: no standard error
+
+
+def test_bad_strata_are_errors(tmp_path: Path, fake: FakeHost, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _sweep(tmp_path, "--strata", "0,3") == 2
+    assert "stratum must be in 1..10" in capsys.readouterr().err
 
 
 def test_resume_runs_only_missing_points(tmp_path: Path, fake: FakeHost) -> None:

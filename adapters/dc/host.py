@@ -9,7 +9,8 @@ Each point is one launch of the patched copy in ``<workdir>/upstream-dc/``::
 Per method, the upstream's README command: DSA adds ``--init real --dsa_strategy
 color_crop_cutout_flip_scale_rotate``; DC and DM keep their script's defaults (DC: noise initialisation; DM: real
 initialisation, that strategy). ``--upstream-args`` overrides any of them. The upstream evaluates its synthetic
-set once at the end (``--eval_mode end``: ``E`` fresh networks of ``--model``) and saves
+set once at the end (``--eval_mode end``: ``E`` fresh networks of the distillation's ``--model``, ``ConvNet``
+unless the options name another, e.g. ``ConvNetW32``) and saves
 ``res_<method>_<dataset>_<model>_<ipc>ipc.pt``; its accuracies become ``RUN_DIR/result.json``. Progress: its
 ``iter = N`` lines (every 10 iterations) and its ``Evaluate_NN`` lines (one per evaluated network).
 """
@@ -26,6 +27,8 @@ from bilp_plugin.lab.launched import Launch, LaunchedHost, Signal, saved_accurac
 
 DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR10"}
 """Our dataset names -> DatasetCondensation's ``--dataset`` (the two whose layouts ``BILP_DATA`` holds)."""
+MODEL = "ConvNet"
+"""The upstream's default network (ConvNet-3, width 128, instance norm)."""
 ADAPTER = Path(__file__).resolve().parent
 """This adapter's folder (its ``manifest.toml``; ``patches/`` and ``third_party/`` are two levels up)."""
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
@@ -44,6 +47,11 @@ def method_args(method: str) -> list[str]:
     """The README's settings of ``method`` (see the module docstring)."""
     return {"DC": ["--method", "DC"], "DSA": ["--method", "DSA", "--init", "real", "--dsa_strategy", DSA_STRATEGY],
             "DM": []}[method]
+
+
+def model(args: argparse.Namespace) -> str:
+    """The upstream network the options name (``--model``), else the upstream's default."""
+    return getattr(args, "model", None) or MODEL
 
 
 def eval_epochs(args: argparse.Namespace) -> int:
@@ -70,7 +78,7 @@ class DcHost(LaunchedHost):
         from bilp_plugin.lab.datasets import data_root
 
         a = self.options
-        return ["--dataset", DATASETS[a.dataset], "--model", "ConvNet", "--ipc", str(a.ipc),
+        return ["--dataset", DATASETS[a.dataset], "--model", model(a), "--ipc", str(a.ipc),
                 "--Iteration", str(a.iterations), "--batch_real", str(a.batch_real), "--num_exp", "1",
                 "--num_eval", str(a.eval_models), "--epoch_eval_train", str(a.eval_epochs), "--eval_mode", "end",
                 "--data_path", str(data_root(a.data_root)), "--save_path", str(run_dir / "upstream"),

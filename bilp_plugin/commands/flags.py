@@ -77,6 +77,9 @@ def add_host_flags(p: argparse.ArgumentParser, iterations: int, seeds: str) -> N
     p.add_argument("--batch-real", type=count_type("--batch-real"), default=64,
                    help="real batch per class and matching step")
     p.add_argument("--width", type=count_type("--width"), default=32, help="ConvNet width (built-in host and scoring)")
+    p.add_argument("--model", default=None,
+                   help="the upstream's network (dc: its --model, e.g. ConvNetW32; default ConvNet, width 128); the "
+                        "built-in host takes --width instead")
     p.add_argument("--eval-models", type=count_type("--eval-models"), default=3,
                    help="fresh networks trained on each synthetic set")
     p.add_argument("--eval-epochs", type=count_type("--eval-epochs"), default=150, help="their training epochs")

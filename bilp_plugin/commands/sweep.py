@@ -17,6 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="comma-separated level-1 pruning rates")
     p.add_argument("--criteria", type=listed(curve.parse_criteria), default="loss,random",
                    help="comma-separated: loss, random")
+    p.add_argument("--strata", type=listed(curve.parse_strata), default="",
+                   help="comma-separated loss deciles K (1 = largest loss) to distill from alone, per seed (Fig. 3), "
+                        "e.g. 1,2,3,4,5,6,7,8,9,10")
     p.add_argument("--out", type=argtype(file_name), default="bilp_sweep",
                    help="sweep folder (reused: finished points are kept)")
     add_budget_flag(p)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from bilp_plugin.config import check_ratio
+from typing import Any
+
+from bilp_plugin.config import STRATA, check_ratio, check_stratum
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.lab.hosts import Point
 
@@ -40,12 +42,43 @@ def parse_criteria(text: str) -> list[str]:
     return values
 
 
+def parse_strata(text: str) -> list[int]:
+    """Comma-separated loss deciles in 1..10 (none for an empty text)."""
+    try:
+        values = sorted({int(k) for k in text.split(",") if k.strip()})
+    except ValueError:
+        raise BiLPError(f"--strata must be comma-separated integers in 1..{STRATA}, got {text!r}") from None
+    for k in values:
+        check_stratum(k)
+    return values
+
+
 def baseline_name(seed: int) -> str:
     return f"baseline-s{seed}"
 
 
 def point_name(criterion: str, alpha: float, seed: int) -> str:
     return f"{criterion}-a{alpha:g}-s{seed}"
+
+
+def stratum_name(stratum: int, seed: int) -> str:
+    return f"stratum{stratum:02d}-s{seed}"
+
+
+def stratum_points(strata: list[int], seeds: list[int]) -> list[Point]:
+    """One level-1 run per loss decile and seed, distilled from that decile alone (Fig. 3)."""
+    return [Point(stratum_name(k, s), criterion="stratum", stratum=k, seed=s) for k in strata for s in seeds]
+
+
+def within(base: dict[str, Any], point: dict[str, Any]) -> bool:
+    """The rule on summaries (:func:`bilp_plugin.lab.hosts.summary`): the point's mean accuracy is at least the
+    baseline's mean minus its std."""
+    return bool(point["accuracy_mean"] >= base["accuracy_mean"] - base["accuracy_std"])
+
+
+def max_alpha(base: dict[str, Any], by_alpha: dict[float, dict[str, Any]]) -> float:
+    """The largest alpha :func:`within` the baseline's std (0 if none), on summaries."""
+    return max((a for a, s in by_alpha.items() if within(base, s)), default=0.0)
 
 
 def points(alphas: list[float], seeds: list[int], criteria: list[str]) -> list[Point]:

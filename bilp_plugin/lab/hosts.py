@@ -99,6 +99,9 @@ class BuiltinHost:
         if args.method not in host.METHODS:
             raise BiLPError(f"the built-in host runs --method {' or '.join(host.METHODS)}, not {args.method}: "
                             "pass --host dc for the patched DatasetCondensation")
+        if getattr(args, "model", None):
+            raise BiLPError(f"--model {args.model} names an upstream's network; the built-in host's ConvNet is "
+                            "set by --width: drop --model, or pass --host dc")
         self.base = ["--method", args.method, "--dataset", args.dataset, "--ipc", str(args.ipc),
                      "--iterations", str(args.iterations), "--batch-real", str(args.batch_real),
                      "--width", str(args.width), "--eval-models", str(args.eval_models),
@@ -152,13 +155,20 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and std of the accuracy over every evaluated network of every seed; mean seconds per run; the share
     of real rows level 2 kept (pooled over the runs) and the mean ITE share of the distillation (ITE seconds over
     ``distill_s``), from the ``record`` totals :mod:`bilp_plugin.lab.resumable` attaches (``None`` without
-    level 2)."""
+    level 2).
+
+    ``accuracy_se``, the standard error of that mean, counts runs, not networks: the networks of one run share its
+    synthetic set, so they are not independent. It is the sample std of the per-run mean accuracies over
+    sqrt(runs) (``None`` for a single run)."""
     accs = [a for r in results for a in r["accuracy"]]
+    run_means = [statistics.fmean(r["accuracy"]) for r in results]
+    se = statistics.stdev(run_means) / len(run_means) ** 0.5 if len(run_means) > 1 else None
     with_level2 = [r for r in results if (r.get("record") or {}).get("rows")]
     records = [r["record"] for r in with_level2]
     shares = [r["record"]["ite_s"] / r["distill_s"] for r in with_level2 if r["distill_s"]]
     return {"runs": len(results), "real_kept": results[0]["real_kept"], "real_total": results[0]["real_total"],
             "accuracy_mean": statistics.fmean(accs), "accuracy_std": statistics.pstdev(accs),
+            "accuracy_se": se, "run_means": run_means,
             "distill_s": statistics.fmean(r["distill_s"] for r in results),
             "eval_s": statistics.fmean(r["eval_s"] for r in results),
             "level2_kept": sum(r["kept_rows"] for r in records) / sum(r["rows"] for r in records) if records else None,
