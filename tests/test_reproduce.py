@@ -191,15 +191,16 @@ def test_dc_host_passes_model_through(tmp_path: Path) -> None:
     args = reproduce.parse_sweep(["--host", "dc", "--dataset", "mnist", "--model", "ConvNetW32", "--eval-models",
                                   "2", "--data-root", str(tmp_path)])
     dc = object.__new__(dc_host.DcHost)
-    dc.args, dc.python, dc.tree, dc.n_real = args, "py", tmp_path / "tree", 60000
+    dc.options, dc.python, dc.tree, dc.n_real = args, "py", tmp_path / "tree", 60000
+    dc.extra = hosts.upstream_args(args)
     point = hosts.Point("baseline-s0")
-    assert "--model ConvNetW32" in " ".join(dc.command(point, tmp_path / "run", tmp_path / "s.npz"))
+    [launch] = dc.launches(point, tmp_path / "run", tmp_path / "s.npz")
+    assert "--model ConvNetW32" in " ".join(launch.command)
     run_dir = tmp_path / "run"
     (run_dir / "upstream").mkdir(parents=True)
     torch.save({"accs_all_exps": {"ConvNetW32": [0.4, 0.6]}}, run_dir / "upstream" / "res_DM_MNIST_ConvNetW32_1ipc.pt")
-    (run_dir / "summary.json").write_text(json.dumps({"matching_loop_s": 1.0}))
-    result = dc_host.parse_result(run_dir, args, point, 60000, 3.0)
-    assert result["accuracy"] == [0.4, 0.6] and result["eval"]["model"] == "ConvNetW32 (upstream)"
+    accuracy, evaluation = dc.evaluated(run_dir)
+    assert accuracy == [0.4, 0.6] and evaluation["model"] == "ConvNetW32"
     with pytest.raises(BiLPError, match="--model ConvNetW32 names an upstream's network"):
         hosts.BuiltinHost(args)
 

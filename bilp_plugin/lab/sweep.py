@@ -73,26 +73,44 @@ def run(args: argparse.Namespace) -> int:
              f"{args.iterations} iterations, {host.name} host; accuracy (%) over seeds {','.join(map(str, seeds))} x "
              f"{args.eval_models} networks")
     png = plots.alpha_curve(result_curve, out, "sweep-curve.png")
-    markdown = "\n".join([title, "", *result_curve.table(), "", f"![accuracy against alpha]({png})", "",
+    markdown = "\n".join([title, "", *alpha_table(base, table), "", f"![accuracy against alpha]({png})", "",
                           *strata_table(by_stratum)])
     files.write_text(out / "sweep.md", markdown)
-    files.write_json(out / "sweep-results.json", _json(base, table, by_stratum, result_curve.best, seeds))
+    files.write_json(out / "sweep-results.json", _json(base, table, by_stratum, seeds))
     print(markdown)
     return 0
 
 
+def _cell(s: dict[str, Any]) -> str:
+    """Mean ± std (%), and the standard error of the mean over seeds when there is one."""
+    se = f" (se {100 * s['accuracy_se']:.1f})" if s.get("accuracy_se") is not None else ""
+    return f"{100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f}{se}"
+
+
+def alpha_table(base: dict[str, Any], table: dict[str, dict[float, dict[str, Any]]]) -> list[str]:
+    """Markdown: the baseline, one row per alpha and criterion (``*`` = within the baseline's std), the ratios."""
+    criteria = list(table)
+    floor = 100 * (base["accuracy_mean"] - base["accuracy_std"])
+    lines = [f"baseline (full real set): {_cell(base)} (floor {floor:.1f}); '*' = within the baseline's std; se = "
+             "standard error of the mean over seeds", "",
+             "| alpha | " + " | ".join(criteria) + " |", "|---" * (len(criteria) + 1) + "|"]
+    for a in sorted(next(iter(table.values()))):
+        cells = [_cell(table[c][a]) + ("*" if curve.within(base, table[c][a]) else "") for c in criteria]
+        lines.append(f"| {a:g} | " + " | ".join(cells) + " |")
+    return [*lines, "", "max alpha within the baseline's std: "
+            + ", ".join(f"{c} {curve.max_alpha(base, table[c]):g}" for c in criteria)]
+
+
 def strata_table(by_stratum: dict[int, dict[str, Any]]) -> list[str]:
-    """Markdown: the accuracy of each loss decile alone (mean ± std, standard error over seeds); none without."""
+    """Markdown: the accuracy of each loss decile alone; none without strata."""
     if not by_stratum:
         return []
-    rows = []
-    for k, s in sorted(by_stratum.items()):
-        se = f" (se {100 * s['accuracy_se']:.1f})" if s.get("accuracy_se") is not None else ""
-        rows.append(f"| S{k} | {100 * s['accuracy_mean']:.1f} ± {100 * s['accuracy_std']:.1f}{se} |")
+    rows = [f"| S{k} | {_cell(s)} |" for k, s in sorted(by_stratum.items())]
     return ["| loss stratum (S1 = largest loss) | accuracy (%) |", "|---|---|", *rows, ""]
 
 
 def _json(base: dict[str, Any], table: dict[str, dict[float, dict[str, Any]]], by_stratum: dict[int, dict[str, Any]],
-          best: dict[str, float], seeds: list[int]) -> dict[str, Any]:
+          seeds: list[int]) -> dict[str, Any]:
     return {"baseline": base, "by_alpha": {c: {str(a): s for a, s in t.items()} for c, t in table.items()},
-            "by_stratum": {str(k): s for k, s in by_stratum.items()}, "max_alpha": best, "seeds": seeds}
+            "by_stratum": {str(k): s for k, s in by_stratum.items()},
+            "max_alpha": {c: curve.max_alpha(base, t) for c, t in table.items()}, "seeds": seeds}
