@@ -34,6 +34,14 @@ Stats = tuple[torch.Tensor, ...]
 
 EPS = 1e-6
 
+CPU_ROWS = 16
+"""Rows per vmapped product on a CPU: the fastest of 8, 16, 32, 64 and all rows on ConvNet-3 (docs/benchmarks.md)."""
+GPU_SHARE = 0.5
+"""Share of the GPU's free memory one vmapped product may fill."""
+ROW_FACTOR = 4.0
+"""A first guess of one vmapped row's memory, in units of ``fn``'s primal graph (doubled after each out-of-memory
+error, for the rest of the process)."""
+
 
 @dataclass(frozen=True)
 class Distance:
@@ -200,60 +208,112 @@ def embedding_matching(embed: Callable[[torch.Tensor], torch.Tensor], real: torc
                          distance=MEAN_EMBEDDING)
 
 
-def _rows_batched(fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, cotangents: Stats,
-                  chunk: int | None) -> torch.Tensor:
-    """``J^T c_i`` for every row: one ``torch.func.vjp`` of ``fn``, its pullback vmapped over the rows. Under
-    ``no_grad``, which the transforms see through: no graph to ``fn``'s parameters is kept."""
-    with torch.no_grad():
-        _, pullback = torch.func.vjp(fn, syn.detach())
-        return vmap(pullback, chunk_size=chunk)(cotangents)[0]
+_warned: set[str] = set()
+_learned = {"row_factor": ROW_FACTOR}
 
 
-def _rows_looped(fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, cotangents: Stats) -> torch.Tensor:
-    """``J^T c_i`` for every row by plain autograd, one product per row (works for any differentiable ``fn``)."""
-    s = leaf(syn)
-    pairs = [(o, c) for o, c in zip(fn(s), cotangents) if o.requires_grad]  # outputs that never see S drop out
-    outputs = tuple(o for o, _ in pairs)
-    b = int(cotangents[0].shape[0])
-    return torch.stack([torch.autograd.grad(outputs, s, tuple(c[i] for _, c in pairs), retain_graph=i + 1 < b)[0]
-                        for i in range(b)])
+def gpu_rows(free_bytes: int, graph_bytes: int, rows: int, factor: float = ROW_FACTOR) -> int | None:
+    """Rows per vmapped product that fit ``GPU_SHARE`` of ``free_bytes`` when one row takes ``factor`` times the
+    primal graph (``None``: all ``rows`` at once)."""
+    fit = int(GPU_SHARE * free_bytes / (factor * max(graph_bytes, 1)))
+    return None if fit >= rows else max(1, fit)
 
 
-def _pullbacks(fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, cotangents: Stats,
-               chunk: int | None) -> torch.Tensor:
-    """Batched where this torch can vmap ``fn`` (one pass for all rows), else looped, with a log line once."""
-    if chunk == 1:
-        return _rows_looped(fn, syn, cotangents)
-    try:
-        return _rows_batched(fn, syn, cotangents, chunk)
-    except RuntimeError as err:
-        if "batched" not in _warned:
-            say(f"vmapped vector-Jacobian products failed here ({err}): one product per row instead")
-            _warned.add("batched")
-        return _rows_looped(fn, syn, cotangents)
+def _allocated(device: torch.device) -> int:
+    return torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
 
 
-def _vjp(fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, cotangents: Stats,
-         chunk: int | None) -> torch.Tensor:
-    """``J^T c_i`` for every row ``i`` of the cotangents, ``J`` the Jacobian of ``fn`` at ``syn``. With more rows
-    than ``fn`` has outputs (DM/IDM with a large real batch: ``B`` rows, a ``d``-dimensional mean embedding,
-    ``B > d``), ``J`` itself is built from ``d`` products and the rows are one matrix product."""
-    b = int(cotangents[0].shape[0])
-    sizes = [int(c[0].numel()) for c in cotangents]
-    n_out = sum(sizes)
-    if b > n_out:
-        eye = torch.eye(n_out, dtype=cotangents[0].dtype, device=cotangents[0].device)
-        basis = tuple(part.reshape(n_out, *c.shape[1:]) for part, c in zip(eye.split(sizes, dim=1), cotangents))
-        jac = _pullbacks(fn, syn, basis, chunk).reshape(n_out, -1)
-        flat = torch.cat([c.reshape(b, -1) for c in cotangents], dim=1)
-        return (flat @ jac).reshape(b, *syn.shape)
-    return _pullbacks(fn, syn, cotangents, chunk)
+def _free(device: torch.device) -> int:
+    """Free memory of ``device``, counting the blocks torch holds but does not use."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
 
 
-def default_chunk(device: torch.device) -> int | None:
-    """How many rows one vmapped product takes (bounds its memory: each row holds the activations of the
-    synthetic batch's double backward): 64 on a GPU, 16 on a CPU."""
-    return 64 if device.type == "cuda" else 16
+class Linearised:
+    """``fn`` evaluated once at ``syn``: its outputs (detached) and ``J^T c_i`` for any rows ``c_i``, ``J`` the
+    Jacobian of ``fn`` at ``syn``.
+
+    ``chunk``: rows per vmapped product (``-1``: by device, :data:`CPU_ROWS` on a CPU, from free memory on a GPU;
+    ``None``: all rows at once; ``1``: a plain autograd loop, one product per row). Batched products are one
+    ``torch.func.vjp`` of ``fn``, its pullback vmapped over the rows, under ``no_grad`` (which the transforms see
+    through: no graph to ``fn``'s parameters is kept); where this torch cannot vmap ``fn`` they fall back to the
+    loop, with a log line once."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], Stats], syn: torch.Tensor, chunk: int | None = -1) -> None:
+        self.fn, self.syn, self.chunk = fn, syn.detach(), chunk
+        self._leaf: torch.Tensor | None = None
+        self._graph: Stats = ()
+        before = _allocated(self.syn.device)
+        if chunk == 1:
+            outputs = self._autograd_graph()
+        else:
+            with torch.no_grad():
+                outputs, self._pullback = torch.func.vjp(fn, self.syn)
+        self.graph_bytes = _allocated(self.syn.device) - before
+        self.outputs: Stats = tuple(o.detach() for o in outputs)
+
+    def _autograd_graph(self) -> Stats:
+        self._leaf = leaf(self.syn)
+        self._graph = tuple(self.fn(self._leaf))
+        return self._graph
+
+    def rows(self, cotangents: Stats) -> torch.Tensor:
+        """``J^T c_i`` for every row ``i`` of the cotangents, ``(rows, *syn.shape)``. With more rows than ``fn``
+        has outputs (DM/IDM with a large real batch: ``B`` rows, a ``d``-dimensional mean embedding, ``B > d``),
+        ``J`` itself is built from ``d`` products and the rows are one matrix product."""
+        b = int(cotangents[0].shape[0])
+        sizes = [int(c[0].numel()) for c in cotangents]
+        n_out = sum(sizes)
+        if b > n_out:
+            eye = torch.eye(n_out, dtype=cotangents[0].dtype, device=cotangents[0].device)
+            basis = tuple(part.reshape(n_out, *c.shape[1:]) for part, c in zip(eye.split(sizes, dim=1), cotangents))
+            jac = self._products(basis).reshape(n_out, -1)
+            flat = torch.cat([c.reshape(b, -1) for c in cotangents], dim=1)
+            return (flat @ jac).reshape(b, *self.syn.shape)
+        return self._products(cotangents)
+
+    def _products(self, cotangents: Stats) -> torch.Tensor:
+        if self._leaf is None:
+            try:
+                return self._batched(cotangents)
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except RuntimeError as err:
+                if "batched" not in _warned:
+                    say(f"vmapped vector-Jacobian products failed here ({err}): one product per row instead")
+                    _warned.add("batched")
+                self._autograd_graph()
+        return self._looped(cotangents)
+
+    def _batched(self, cotangents: Stats) -> torch.Tensor:
+        rows = int(cotangents[0].shape[0])
+        chunk = self._chunk(rows)
+        while True:
+            try:
+                with torch.no_grad():
+                    return vmap(self._pullback, chunk_size=chunk)(cotangents)[0]
+            except torch.cuda.OutOfMemoryError:
+                if chunk == 1 or self.chunk != -1:
+                    raise
+                torch.cuda.empty_cache()
+                _learned["row_factor"] *= 2
+                chunk = max(1, (chunk or rows) // 2)
+
+    def _chunk(self, rows: int) -> int | None:
+        if self.chunk != -1:
+            return self.chunk
+        device = self.syn.device
+        if device.type != "cuda":
+            return CPU_ROWS
+        return gpu_rows(_free(device), self.graph_bytes, rows, _learned["row_factor"])
+
+    def _looped(self, cotangents: Stats) -> torch.Tensor:
+        assert self._leaf is not None
+        pairs = [(o, c) for o, c in zip(self._graph, cotangents) if o.requires_grad]  # outputs that never see S
+        outputs = tuple(o for o, _ in pairs)
+        b = int(cotangents[0].shape[0])
+        return torch.stack([torch.autograd.grad(outputs, self._leaf, tuple(c[i] for _, c in pairs),
+                                                retain_graph=True)[0] for i in range(b)])
 
 
 def _check_batch(loss: SeparableLoss) -> None:
@@ -262,27 +322,24 @@ def _check_batch(loss: SeparableLoss) -> None:
 
 
 def ite_exact(loss: SeparableLoss, syn: torch.Tensor, chunk: int | None = -1) -> torch.Tensor:
-    """Factored exact ITE, ``(B, *syn.shape)``. ``chunk``: rows per vmapped product (``-1``: by device, see
-    :func:`default_chunk`; ``None``: all rows at once; ``1``: a plain autograd loop)."""
+    """Factored exact ITE, ``(B, *syn.shape)``; ``chunk`` as in :class:`Linearised`. ``h(S)`` is evaluated once:
+    its value gives the cotangents, its graph the products."""
     _check_batch(loss)
-    chunk = default_chunk(syn.device) if chunk == -1 else chunk
-    with torch.no_grad():
-        h_fixed = tuple(t.detach() for t in loss.synthetic(syn.detach()))
+    h = Linearised(loss.synthetic, syn, chunk)
     d_dh = grad(lambda hh, gg: loss.distance(hh, gg), argnums=0)
-    full = d_dh(h_fixed, loss.aggregate())
-    without = vmap(d_dh, in_dims=(None, 0))(h_fixed, loss.leave_one_out())
-    cotangents = tuple(f.unsqueeze(0) - w for f, w in zip(full, without))
-    return _vjp(loss.synthetic, syn, cotangents, chunk)
+    full = d_dh(h.outputs, loss.aggregate())
+    without = vmap(d_dh, in_dims=(None, 0))(h.outputs, loss.leave_one_out())
+    return h.rows(tuple(f.unsqueeze(0) - w for f, w in zip(full, without)))
 
 
 def ite_taylor(loss: SeparableLoss, syn: torch.Tensor, sum_form: bool = False,
                chunk: int | None = -1) -> torch.Tensor:
-    """Taylor ITE (Eq. 7), ``(B, *syn.shape)``; ``sum_form`` uses the paper's ``g(x)`` for the change of G."""
+    """Taylor ITE (Eq. 7), ``(B, *syn.shape)``; ``sum_form`` uses the paper's ``g(x)`` for the change of G;
+    ``chunk`` as in :class:`Linearised`."""
     _check_batch(loss)
     if loss.distance.taylor_vanishes:
         raise BiLPError(f"the Taylor ITE of {loss.distance.name} is identically zero (its second derivative "
                         "vanishes): use the exact ITE (--bilp-ite exact)")
-    chunk = default_chunk(syn.device) if chunk == -1 else chunk
     aggregate = tuple(g.detach() for g in loss.aggregate())
 
     def v(s: torch.Tensor) -> Stats:
@@ -294,7 +351,7 @@ def ite_taylor(loss: SeparableLoss, syn: torch.Tensor, sum_form: bool = False,
         change = tuple(g.detach() for g in loss.real_stats)
     else:
         change = tuple((g - g.mean(0, keepdim=True)) / (b - 1) for g in loss.real_stats)
-    return _vjp(v, syn, change, chunk)
+    return Linearised(v, syn, chunk).rows(change)
 
 
 def ite_naive(meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], real: torch.Tensor,
@@ -312,9 +369,6 @@ def ite_naive(meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], r
 def ite_norms(ite: torch.Tensor) -> torch.Tensor:
     """``||ITE(x)||_2`` per row."""
     return ite.reshape(ite.shape[0], -1).norm(dim=1)
-
-
-_warned: set[str] = set()
 
 
 def ite(loss: SeparableLoss, syn: torch.Tensor, method: str, chunk: int | None = -1) -> torch.Tensor:
