@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import shlex
 import subprocess
 import sys
 import time
@@ -67,6 +68,19 @@ class Ran:
     stdout: str
     stderr: str
     seconds: float
+    commands: list[tuple[str, float]]
+    """Each top-level command of the script with its wall seconds, in order (from bash's trace)."""
+
+
+TRACE = "+\t"
+
+
+def command_times(trace: str, end: float) -> list[tuple[str, float]]:
+    """Top-level commands and their seconds from an ``xtrace`` whose ``PS4`` is ``+<TAB>EPOCHREALTIME<TAB>``
+    (subshell lines start with ``++`` and belong to the command that runs them)."""
+    starts = [(float(t), cmd) for line in trace.splitlines() if line.startswith(TRACE)
+              for _, t, cmd in [line.split("\t", 2)]]
+    return [(cmd, (starts[i + 1][0] if i + 1 < len(starts) else end) - t) for i, (t, cmd) in enumerate(starts)]
 
 
 def run(text: str, cwd: Path, env: dict[str, str], timeout: float = 900) -> Ran:
@@ -74,11 +88,18 @@ def run(text: str, cwd: Path, env: dict[str, str], timeout: float = 900) -> Ran:
     bindir = str(Path(sys.executable).parent)
     full_env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
                 "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", **env}
+    traced = f"exec {{trace}}>{shlex.quote(str(cwd / '.commands.trace'))}; BASH_XTRACEFD=$trace; " \
+             "PS4=$'+\\t${EPOCHREALTIME}\\t'; set -x\n" + text
     start = time.perf_counter()
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=cwd, env=full_env, capture_output=True,
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", traced], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise AssertionError(f"the page's commands failed ({proc.returncode}) after {seconds:.0f} s:\n{text}\n"
                              f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}")
-    return Ran(proc.stdout, proc.stderr, seconds)
+    trace = (cwd / ".commands.trace").read_text()
+    (cwd / ".commands.trace").unlink()
+    commands = command_times(trace, time.time())
+    for command, took in commands:  # shown with pytest -s or -rP
+        print(f"{took:8.1f} s  {command}")
+    return Ran(proc.stdout, proc.stderr, seconds, commands)
