@@ -255,7 +255,9 @@ def group_section(g: Group) -> tuple[list[str], dict[str, Any]]:
     for label in tables:
         paper = paper_r if label == "random" else paper_l if label.startswith("loss, authors") else None
         paper_text = f"{paper:g}" if paper is not None and g.dataset == "cifar10" else "-"
-        lines.append(f"| {label} | {ratios[label]:g} | {paper_text} |" if tables[label] else
+        gaps = [a for a in g.authors.alphas() if a not in tables[label]]
+        ours = f"{ratios[label]:g}" + (f" (alpha {', '.join(map(str, gaps))} missing)" if gaps else "")
+        lines.append(f"| {label} | {ours} | {paper_text} |" if tables[label] else
                      f"| {label} | missing | {paper_text} |")
     high = [a for a in g.authors.alphas() if a in loss and a in rand]
     diffs = {a: difference(loss[a], rand[a]) for a in high}
