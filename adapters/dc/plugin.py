@@ -114,9 +114,6 @@ def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | N
     """``--host dc``: points run as launches of the patched DatasetCondensation (:mod:`bilp_adapters.dc.host`)."""
     if name != UPSTREAM:
         return None
-    from bilp_adapters.dc.host import DcHost, unavailable
+    from bilp_plugin.lab.launched import host_of
 
-    reason = unavailable(options.dataset)
-    if reason is not None:
-        raise BiLPError(f"--host dc cannot run: {reason}")
-    return DcHost(options, workdir)
+    return host_of(UPSTREAM, "bilp_adapters.dc.host", "DcHost", options, workdir)

@@ -170,9 +170,6 @@ def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | N
     """``--host idc``: points run as launches of the patched IDC, evaluated by IDC (:mod:`bilp_adapters.idc.host`)."""
     if name != UPSTREAM:
         return None
-    from bilp_adapters.idc.host import IdcHost, unavailable
+    from bilp_plugin.lab.launched import host_of
 
-    reason = unavailable(options.dataset)
-    if reason is not None:
-        raise BiLPError(f"--host idc cannot run: {reason}")
-    return IdcHost(options, workdir)
+    return host_of(UPSTREAM, "bilp_adapters.idc.host", "IdcHost", options, workdir)

@@ -131,9 +131,6 @@ def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | N
     (:mod:`bilp_adapters.idm.host`)."""
     if name != UPSTREAM:
         return None
-    from bilp_adapters.idm.host import IdmHost, unavailable
+    from bilp_plugin.lab.launched import host_of
 
-    reason = unavailable(options.dataset)
-    if reason is not None:
-        raise BiLPError(f"--host idm cannot run: {reason}")
-    return IdmHost(options, workdir)
+    return host_of(UPSTREAM, "bilp_adapters.idm.host", "IdmHost", options, workdir)

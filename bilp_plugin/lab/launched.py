@@ -14,6 +14,7 @@ the mechanics every such host shares, once.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import pickle
@@ -266,3 +267,13 @@ class LaunchedHost:
                          time.perf_counter() - start, evaluation, evaluating if self.evaluates_in_loop else 0.0)
         write_result(run_dir, outcome)
         return outcome
+
+
+def host_of(name: str, module: str, cls: str, options: argparse.Namespace, workdir: Path) -> LaunchedHost:
+    """``--host name``: the host class ``cls`` of an adapter's ``module`` (its ``host.py``, imported only now), or
+    a refusal saying why it cannot run here (the module's ``unavailable(dataset)``)."""
+    host = importlib.import_module(module)
+    reason = host.unavailable(options.dataset)
+    if reason is not None:
+        raise BiLPError(f"--host {name} cannot run: {reason}")
+    return getattr(host, cls)(options, workdir)
