@@ -16,7 +16,7 @@ from bilp_plugin.method import level1, scorefile
 from bilp_plugin.method.level2 import LazySelector
 from bilp_plugin.method.matchstep import MatchStep
 from bilp_plugin.method.realset import RealSet
-from bilp_plugin.runtime import flags
+from bilp_plugin.runtime.flags import from_args
 from bilp_plugin.runtime.record import RunRecord, check_out
 
 
@@ -28,7 +28,7 @@ class Session:
     def __init__(self, args: Any, upstream: str, manager: PluginManager | None = None) -> None:
         self.args = args
         self.upstream = upstream
-        self.config: BiLPConfig = flags.from_args(args)
+        self.config: BiLPConfig = from_args(args)
         self.manager = manager or get_manager()
         self.manager.register_adapter(upstream)
         self.manager.check_run(upstream, args, self.config)
