@@ -224,4 +224,5 @@ def test_gpu_plan_first_chunk_on_cpu(tmp_path: Path, cifar10_root: Path, capsys:
     assert [p.stem for p in first][:1] == ["baseline-s0"]
     assert "rerun the same command to continue" in capsys.readouterr().out
     progress = json.loads((tmp_path / "gpu" / "progress.json").read_text())
-    assert progress["points_left"] > 0 and progress["last"] in {f"dc-cifar10-ipc1-authors/{p.stem}" for p in first}
+    cell, point = progress["last"].split("/")  # tiny points: the chunk may reach the next cell
+    assert progress["points_left"] > 0 and (tmp_path / "gpu" / cell / "points" / f"{point}.json").is_file()

@@ -13,8 +13,8 @@ Each point is one launch of the patched copy in ``<workdir>/upstream-idm/``, in 
 at ipc 10). ``--eval_interval N`` makes IDM evaluate once, after the last iteration: ``E`` fresh ConvNets trained
 for ``EE`` epochs on the partitioned set (IDM's ``number_sign_augment``), saved to
 ``res_DM_CIFAR10_<model>_<ipc>ipc.pt``. ``--upstream-args`` overrides any of these (e.g. ``"--trained_bs 64
---model_train_steps 2"`` for a small CPU run). IDM imports ``torchnet`` (one meter class; this repository's
-``tests/stubs`` holds a stand-in) and ``kornia``. Progress: its ``iter = N`` lines (every 10 iterations) and its
+--model_train_steps 2"`` for a small CPU run). IDM imports ``kornia``; its ``torchnet`` import falls back to the
+adapter's copy of ``torchnet.meter`` (the compat patch). Progress: its ``iter = N`` lines (every 10 iterations) and its
 ``Evaluate_NN`` lines.
 """
 
@@ -35,8 +35,7 @@ SCRIPTS = {"cifar10": ("IDM_cifar10.py", "CIFAR10")}
 PUBLISHED = ["--dsa_strategy", "color_crop_cutout_flip_scale_rotate", "--init", "real", "--lr_img", "0.2",
              "--net_train_real", "--outer_loop", "1", "--mismatch_lambda", "0", "--net_decay", "--embed_last", "1000",
              "--syn_ce", "--ce_weight", "0.5", "--train_net_num", "1", "--aug"]
-IMPORTS = {"torchnet": "put a stand-in on PYTHONPATH (this repository's tests/stubs) or install torchnet",
-           "kornia": "pip install kornia"}
+IMPORTS = {"kornia": "pip install -e '.[upstreams]' (or pip install kornia)"}
 """Modules IDM imports that BiLP's own dependencies do not bring, and how to get them."""
 
 
