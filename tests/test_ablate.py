@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_exit import exit_status
 
 from bilp_plugin.cli import main
 from bilp_plugin.lab import hosts
@@ -46,11 +47,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeHost:
 
 def _ablate(out: Path, *flags: str) -> int:
     """``bilp ablate``'s exit status (a flag refused at parse time exits through argparse)."""
-    try:
-        return main(["ablate", "--seeds", "0,1", "--jobs", "1", "--alpha", "0.3", "--beta", "0.2", "--out", str(out),
-                     *flags])
-    except SystemExit as exit:
-        return int(exit.code or 0)
+    return exit_status(main, ["ablate", "--seeds", "0,1", "--jobs", "1", "--alpha", "0.3", "--beta", "0.2", "--out",
+                              str(out), *flags])
 
 
 def test_five_settings_their_flags_and_the_table(tmp_path: Path, fake: FakeHost,

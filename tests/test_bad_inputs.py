@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_exit import exit_status
 
 from bilp_plugin import cli
 from bilp_plugin.lab.datasets import load_dataset
@@ -355,10 +356,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case: Case, here: Path, digit
     before = snapshot(here)
     capsys.readouterr()
     main = cli.apply_main if case.command == "bilp-apply" else cli.main
-    try:
-        status = main(case.argv)
-    except SystemExit as exit_info:  # argparse refuses a value as it parses it
-        status = exit_info.code
+    status = exit_status(main, case.argv)  # argparse refuses a value as it parses it: it exits
     err = capsys.readouterr().err
     assert status == 2, err
     one_error_line(err, case.message)

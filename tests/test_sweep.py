@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_exit import exit_status
 
 from bilp_plugin.lab import hosts
 from bilp_plugin.cli import main
@@ -43,10 +44,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeHost:
 
 def _sweep(out: Path, *flags: str) -> int:
     """``bilp sweep``'s exit status (a flag refused at parse time exits through argparse)."""
-    try:
-        return main(["sweep", "--seeds", "0,1", "--jobs", "1", "--out", str(out), *flags])
-    except SystemExit as exit:
-        return int(exit.code or 0)
+    return exit_status(main, ["sweep", "--seeds", "0,1", "--jobs", "1", "--out", str(out), *flags])
 
 
 def test_max_alpha_within_the_baseline_std(tmp_path: Path, fake: FakeHost,
