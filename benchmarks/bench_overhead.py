@@ -32,6 +32,8 @@ Printed per variant (medians over rounds of each block's per-unit means):
 * ``peak MiB``: the largest growth of memory within a block over its start (GPU: ``max_memory_allocated``;
   CPU: resident set size sampled every 5 ms, so short peaks may be missed); ``keep``: kept / drawn rows.
 
+Progress: a line on stderr when setup ends and at the end of every block (its units, seconds and ITE seconds).
+
 Clock: CPU time of the process (``time.process_time``, all its threads) on the CPU, so that other jobs on a
 shared machine count less; on a GPU, wall clock with the device synchronised at every unit and hook call.
 """
@@ -58,6 +60,7 @@ import numpy as np
 import torch
 
 from bilp_plugin import runtime
+from bilp_plugin.logs import say
 from bilp_plugin.manager import PluginManager
 from bilp_plugin.method.matchstep import MatchStep
 from bilp_plugin.runtime.session import Session
@@ -251,6 +254,7 @@ class Rotator:
         now = self.meter.now()
         if not self.blocks:  # the script's first draw: setup is over
             self.setup_s = now - self.setup_started
+            say(f"{self.run.script}: setup done in {self.setup_s:.1f} s; warm-up units next")
             self._open()
             return
         block = self.blocks[-1]
@@ -259,6 +263,8 @@ class Rotator:
             return
         block.seconds = now - block.start
         block.peak_mib = self.meter.peak_growth_mib()
+        say(f"{self.run.script}: {'round ' + str(self.round) if block.timed else 'warm-up'}, {block.variant.name}: "
+            f"{block.units} unit(s) in {block.seconds:.1f} s (ITE {block.ite_s:.1f} s)")
         self._open()
 
     def _open(self) -> None:
