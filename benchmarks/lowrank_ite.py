@@ -7,8 +7,8 @@ The exact ITE is ``C J`` (``C``: the ``B`` cotangent rows of :func:`bilp_plugin.
 Jacobian of ``h(S)``), one vector-Jacobian product per real row. The candidate: the eigendecomposition of the
 Gram matrix ``C C^T`` gives ``C = A V^T`` with orthonormal ``V``; keeping the ``r`` leading directions (a fixed
 ``r``, or the fewest that hold a share of ``C``'s energy) needs ``r`` products, ``||ITE(x_i)|| ~ ||A_i (V_r^T J)||``,
-and is exact at ``r = rank(C)``. Issue 13's bar for an approximate mode: at most 3% of the keep decisions changed,
-at no more than a third of the exact cost.
+and is exact at ``r = rank(C)``. The bar an approximate mode must clear to ship: at most 3% of the keep decisions
+changed, at no more than a third of the exact cost.
 
 Protocol: for ``--trials`` freshly initialised ConvNets (DC and DM both match with fresh networks), every
 ``--class-step``-th class draws ``--batch`` real rows and ``--ipc`` synthetic rows (real images of the class plus
