@@ -3,7 +3,7 @@
     python benchmarks/lowrank_ite.py --dataset mnist --match dc --batch 64 --ipc 1
     python benchmarks/lowrank_ite.py --dataset cifar10 --match dm --batch 64 --ipc 10 --data $BILP_DATA
 
-The exact ITE is ``C J`` (``C``: the ``B`` cotangent rows of :func:`bilp_plugin.method.ite.ite_exact`, ``J`` the
+The exact ITE is ``C J`` (``C``: the ``B`` cotangent rows of :func:`bilp_plugin.method.ite.exact_cotangents`, ``J`` the
 Jacobian of ``h(S)``), one vector-Jacobian product per real row. The candidate: the eigendecomposition of the
 Gram matrix ``C C^T`` gives ``C = A V^T`` with orthonormal ``V``; keeping the ``r`` leading directions (a fixed
 ``r``, or the fewest that hold a share of ``C``'s energy) needs ``r`` products, ``||ITE(x_i)|| ~ ||A_i (V_r^T J)||``,
@@ -28,7 +28,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.func import grad, vmap
 
 from bilp_plugin.lab.datasets import load_dataset
 from bilp_plugin.method import ite, level2
@@ -36,14 +35,6 @@ from bilp_plugin.method.convnet import ConvNet
 
 RANKS: tuple[str, ...] = ("4", "8", "16", "32", "e0.99", "e0.999")
 """Candidates: a fixed rank ``r``, or ``e<share>``: the fewest directions holding that share of the energy."""
-
-
-def cotangents(loss: ite.SeparableLoss, h: ite.Linearised) -> ite.Stats:
-    """The exact ITE's cotangent rows ``dL/dh(h, G) - dL/dh(h, G_-x)``, as :func:`ite.ite_exact` forms them."""
-    d_dh = grad(lambda hh, gg: loss.distance(hh, gg), argnums=0)
-    full = d_dh(h.outputs, loss.aggregate())
-    without = vmap(d_dh, in_dims=(None, 0))(h.outputs, loss.leave_one_out())
-    return tuple(f.unsqueeze(0) - w for f, w in zip(full, without))
 
 
 def rank_of(energy: torch.Tensor, candidate: str) -> int:
@@ -87,7 +78,7 @@ def prepared(args: argparse.Namespace, net: ConvNet, real: torch.Tensor, labels:
     else:
         loss = ite.gradient_matching(net, real, labels, torch.full((len(syn),), cls), "ours")
     h = ite.Linearised(loss.synthetic, syn)
-    return h, cotangents(loss, h)
+    return h, ite.exact_cotangents(loss, h)
 
 
 def exact_norms(h: ite.Linearised, rows: ite.Stats) -> torch.Tensor:

@@ -26,7 +26,7 @@ def test_full_rank_is_the_exact_ite_and_fewer_directions_are_not(match: str) -> 
     else:
         loss = ite.gradient_matching(net, real, torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([1, 1]), "ours")
     h = ite.Linearised(loss.synthetic, syn)
-    rows = lowrank_ite.cotangents(loss, h)
+    rows = ite.exact_cotangents(loss, h)
     exact = ite.ite_norms(ite.ite_exact(loss, syn))
     full, r = lowrank_ite.lowrank_norms(h, rows, "6")
     assert r == 6

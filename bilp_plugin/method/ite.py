@@ -321,15 +321,20 @@ def _check_batch(loss: SeparableLoss) -> None:
         raise BiLPError(f"the ITE needs a real batch of at least 2 samples, got {loss.batch_size}")
 
 
+def exact_cotangents(loss: SeparableLoss, h: Linearised) -> Stats:
+    """The exact ITE's cotangent rows ``dL/dh(h, G) - dL/dh(h, G_-x)``, one per real row, at ``h``'s outputs."""
+    d_dh = grad(lambda hh, gg: loss.distance(hh, gg), argnums=0)
+    full = d_dh(h.outputs, loss.aggregate())
+    without = vmap(d_dh, in_dims=(None, 0))(h.outputs, loss.leave_one_out())
+    return tuple(f.unsqueeze(0) - w for f, w in zip(full, without))
+
+
 def ite_exact(loss: SeparableLoss, syn: torch.Tensor, chunk: int | None = -1) -> torch.Tensor:
     """Factored exact ITE, ``(B, *syn.shape)``; ``chunk`` as in :class:`Linearised`. ``h(S)`` is evaluated once:
     its value gives the cotangents, its graph the products."""
     _check_batch(loss)
     h = Linearised(loss.synthetic, syn, chunk)
-    d_dh = grad(lambda hh, gg: loss.distance(hh, gg), argnums=0)
-    full = d_dh(h.outputs, loss.aggregate())
-    without = vmap(d_dh, in_dims=(None, 0))(h.outputs, loss.leave_one_out())
-    return h.rows(tuple(f.unsqueeze(0) - w for f, w in zip(full, without)))
+    return h.rows(exact_cotangents(loss, h))
 
 
 def ite_taylor(loss: SeparableLoss, syn: torch.Tensor, sum_form: bool = False,
