@@ -4,7 +4,8 @@ A page's ```` ```sh ```` blocks are its commands (other fences, ```` ```text ```
 run). They run in order, as one ``bash -euo pipefail`` script, in a sandbox shaped like a fresh clone of this
 project: ``adapters/<name>/manifest.toml``, ``patches/<name>/`` and a clone of each upstream submodule at its pinned
 commit (``third_party/...``; the page's ``git submodule update --init`` lines are what made them, so they are not
-run again), with this checkout's ``bilp``, ``bilp-apply`` and ``python`` first on ``PATH``. Tiny settings come from
+run again), with this checkout's ``bilp``, ``bilp-apply`` and ``python`` first on ``PATH`` (or, for a page that
+activates ``.venv`` itself, as the README does, only there: :func:`with_venv`). Tiny settings come from
 substitutions the test names (``"--Iteration 1000" -> "--Iteration 2"``); each must occur in the page, so a page
 edit that drops one fails the test instead of silently running the full size.
 """
@@ -21,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from upstreams import ROOT, clone, repo_or_skip
 
 FENCE = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
@@ -29,13 +31,16 @@ SUBMODULE_INIT = re.compile(r"^git submodule update --init.*$", re.M)
 
 def sh_blocks(page: Path, section: str | None = None) -> list[str]:
     """The page's ```` ```sh ```` blocks, in order (only those under the heading ``section``, up to the next
-    heading of its level, when given)."""
+    heading of any level outside a fence, when given: a subsection is not part of its parent)."""
     text = page.read_text()
     if section is not None:
-        level = section.split(" ")[0]
-        text = text[text.index(f"\n{section}\n"):]
-        end = text.find(f"\n{level} ", 1)
-        text = text if end < 0 else text[:end]
+        text = text[text.index(f"\n{section}\n") + len(section) + 2:]
+        fenced = False
+        for match in re.finditer(r"^(```|#{1,6} ).*$", text, re.M):
+            fenced ^= match.group(1) == "```"
+            if not fenced and match.group(1) != "```":
+                text = text[:match.start()]
+                break
     return FENCE.findall(text)
 
 
@@ -61,6 +66,18 @@ def sandbox(root: Path, adapters: list[str]) -> Path:
         checkout.parent.mkdir(parents=True, exist_ok=True)
         clone(name, checkout)
     return root
+
+
+def with_venv(root: Path) -> dict[str, str]:
+    """``root/.venv``: the virtual environment this test runs in, as the README's first section makes it in a
+    fresh clone; returns the environment for :func:`run` with that environment's ``bin`` off ``PATH``, so that a
+    page's bare ``bilp`` or ``python`` fails unless the page activates ``.venv``."""
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("the page activates .venv: run the tests from a virtual environment (the README's set-up)")
+    (root / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    bindir = Path(sys.executable).parent.resolve()
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != bindir]
+    return {"PATH": os.pathsep.join(path), "VIRTUAL_ENV": ""}
 
 
 @dataclass

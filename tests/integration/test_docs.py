@@ -5,11 +5,14 @@ on fake data the test writes. Each test names its substitutions and asserts what
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from docs_commands import run, sandbox, script
+from docs_commands import run, sandbox, script, sh_blocks, with_venv
 from fake_data import write_cifar10, write_mnist, write_tree
 from upstreams import ROOT
 
@@ -28,10 +31,11 @@ def test_readme_upstream_example(tmp_path: Path) -> None:
     box = sandbox(tmp_path / "project", ["dc"])
     data = write_mnist(tmp_path / "data", per_class=20, test_per_class=10)
     text = script(ROOT / "README.md", {"export BILP_DATA=$HOME/data": f"export BILP_DATA={data}",
-                                       "--epochs 2": "--epochs 1 --width 8", "--ipc 10": "--ipc 1",
+                                       "--width 32 --epochs 5": "--width 8 --epochs 1", "--ipc 10": "--ipc 1",
                                        "--Iteration 2000": "--Iteration 0", "--epoch_eval_train 300":
                                        "--epoch_eval_train 2"}, section="## Using it with an upstream repo")
-    ran = run(text, box, {})
+    assert text.startswith(". .venv/bin/activate")  # bare bilp and python below: the page activates the venv
+    ran = run(text, box, with_venv(box))
     record = box / "runs" / "dm-mnist" / "bilp"
     assert json.loads((record / "level1.json").read_text())["kept_per_class"] == [10] * 10
     assert (record / "level2.jsonl").read_text().count("\n") == 10  # one selection per class
@@ -40,6 +44,53 @@ def test_readme_upstream_example(tmp_path: Path) -> None:
     assert saved["data"][0][0].shape == (10, 1, 28, 28) and len(saved["accs_all_exps"]["ConvNet"]) == 1
     assert "mean = nan" not in ran.stdout and "Mean of empty slice" not in ran.stderr
     assert reverted(box, "dc")
+
+
+def git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def test_readme_air_gapped_recipe(tmp_path: Path) -> None:
+    """The README's air-gapped block, as printed, in a fresh clone of a project shaped like this one (the same
+    ``.gitmodules``, a gitlink per upstream), with its own HOME and no system config: it initialises exactly the
+    submodule it names, from a local bare mirror, at the pinned commit."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    git("init", "-q", cwd=upstream, env=env)
+    (upstream / "main_DM.py").write_text("print('DM')\n")
+    git("add", ".", cwd=upstream, env=env)
+    git("commit", "-q", "-m", "upstream", cwd=upstream, env=env)
+    pinned = git("rev-parse", "HEAD", cwd=upstream, env=env).strip()
+    git("clone", "-q", "--mirror", str(upstream), str(home / "mirrors" / "DatasetCondensation.git"), cwd=tmp_path,
+        env=env)
+    project = tmp_path / "project"
+    project.mkdir()
+    git("init", "-q", cwd=project, env=env)
+    shutil.copy(ROOT / ".gitmodules", project / ".gitmodules")
+    paths = git("config", "-f", ".gitmodules", "--get-regexp", r"\.path$", cwd=project, env=env).split()[1::2]
+    for path in paths:  # the other gitlinks name commits no mirror has: initialising them would fail
+        sha = pinned if path == "third_party/DatasetCondensation" else "1" * 40
+        git("update-index", "--add", "--cacheinfo", f"160000,{sha},{path}", cwd=project, env=env)
+    git("add", ".gitmodules", cwd=project, env=env)
+    git("commit", "-q", "-m", "project", cwd=project, env=env)
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(project), str(clone), cwd=tmp_path, env=env)
+    text = "\n".join(sh_blocks(ROOT / "README.md", "### Air-gapped machines"))
+    assert "git submodule update --init third_party/DatasetCondensation" in text
+    run(text, clone, {k: env[k] for k in ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_NOSYSTEM")})
+    assert git("rev-parse", "HEAD", cwd=clone / "third_party" / "DatasetCondensation", env=env).strip() == pinned
+    assert (clone / "third_party" / "DatasetCondensation" / "main_DM.py").is_file()
+    assert len(paths) == 4 and [p for p in paths if git("submodule", "status", p, cwd=clone, env=env).startswith("-")] == \
+        [p for p in paths if p != "third_party/DatasetCondensation"]  # the others: not initialised
+    without = text.replace("GIT_CONFIG_COUNT=2", "GIT_CONFIG_COUNT=1")  # no protocol.file.allow
+    git("submodule", "deinit", "-q", "-f", "third_party/DatasetCondensation", cwd=clone, env=env)
+    shutil.rmtree(clone / ".git" / "modules")
+    with pytest.raises(AssertionError, match="transport 'file' not allowed"):
+        run(without, clone, {k: env[k] for k in ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_NOSYSTEM")})
 
 
 DOCS = ROOT / "docs"
