@@ -130,6 +130,21 @@ def test_progress_bar_shows_loss_and_rate(digits: RealSet, capsys: pytest.Captur
     assert "scoring digits" in err and "loss=" in err and "sample/s" in err
 
 
+def test_the_estimated_time_is_said_after_the_first_batches(digits: RealSet, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from bilp_plugin.method import empirical_loss as scorer
+
+    few = replace(digits, images=digits.images[:160], labels=digits.labels[:160])
+    monkeypatch.setattr(scorer, "ESTIMATE_MIN_S", 0.0)
+    empirical_loss(few, replace(TINY, batch_size=8, epochs=2, trials=2))
+    lines = [line for line in capsys.readouterr().err.splitlines() if "in all" in line]
+    assert lines == [lines[0]] and lines[0].startswith("bilp: scoring 160 samples x 2 epochs x 2 trial(s) on cpu: "
+                                                       "about ") and "first 11 batches" in lines[0]
+    monkeypatch.setattr(scorer, "ESTIMATE_MIN_S", 1e9)  # a short run says nothing
+    empirical_loss(few, replace(TINY, batch_size=8))
+    assert "in all" not in capsys.readouterr().err
+
+
 def test_tryfirst_plugin_overrides_the_scorer(digits: RealSet) -> None:
     class Constant:
         @hookimpl(tryfirst=True)

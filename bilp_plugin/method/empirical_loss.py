@@ -22,10 +22,15 @@ from bilp_plugin.method import data_parallel, scorefile
 from bilp_plugin.config import ScoringConfig, check_positive
 from bilp_plugin.method.realset import RealSet
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.logs import say
 from bilp_plugin.method.convnet import ConvNet
 
 MODES = ("mean", "final")
 POSTFIX_EVERY = 20  # batches between loss read-outs for the progress bar (each one syncs with the device)
+ESTIMATE_AFTER = 10
+"""Batches of the first epoch timed (after the first, which also warms up) before the estimated total is said."""
+ESTIMATE_MIN_S = 60.0
+"""Runs estimated to take less than this say nothing."""
 
 
 def empirical_loss(dataset: RealSet, config: ScoringConfig) -> scorefile.ScoreFile:
@@ -92,6 +97,7 @@ def _trial(dataset: RealSet, images: torch.Tensor, labels: torch.Tensor, config:
     total = torch.zeros(len(dataset), dtype=torch.float64, device=images.device)
     world = data_parallel.current()
     model.train()
+    timed = 0.0
     for epoch in range(config.epochs):
         order = torch.randperm(len(dataset), generator=generator).to(images.device)
         for step, batch in enumerate(order.split(config.batch_size)):
@@ -107,11 +113,28 @@ def _trial(dataset: RealSet, images: torch.Tensor, labels: torch.Tensor, config:
             if config.mode == "mean":
                 total.index_add_(0, index, losses.detach().double())
             bar.update(len(batch))
+            if seed == config.seed and epoch == 0 and step in (0, ESTIMATE_AFTER) and world.is_main:
+                timed = _estimate(timed, step, len(dataset), config)
             if step % POSTFIX_EVERY == 0 and not bar.disable:
                 bar.set_postfix(trial=seed - config.seed, epoch=epoch, loss=f"{losses.mean().item():.3f}")
     if config.mode == "final":
         return _eval_losses(model, images, labels, config.batch_size, world)
     return world.sum(total) / config.epochs
+
+
+def _estimate(started: float, step: int, samples: int, config: ScoringConfig) -> float:
+    """At the end of batch 0 returns the time; at the end of batch ``ESTIMATE_AFTER`` says, once, about how long
+    the whole scoring takes at the pace of the batches in between (when that is at least ``ESTIMATE_MIN_S``)."""
+    if config.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    now = time.perf_counter()
+    if step == 0:
+        return now
+    total = (now - started) / (ESTIMATE_AFTER * config.batch_size) * samples * config.epochs * config.trials
+    if total >= ESTIMATE_MIN_S:
+        say(f"scoring {samples} samples x {config.epochs} epochs x {config.trials} trial(s) on {config.device}: "
+            f"about {total / 60:.0f} min in all (from the pace of the first {ESTIMATE_AFTER + 1} batches)")
+    return now
 
 
 @torch.no_grad()
