@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
+from bilp_plugin.config import flag_args
+
 
 @dataclass(frozen=True)
 class HostSettings:
@@ -48,15 +50,11 @@ class Point:
     side: str = "both"
 
     def bilp_flags(self, scores: Path) -> list[str]:
-        flags = ["--bilp", "--bilp-criterion", self.criterion, "--bilp-alpha", str(self.alpha),
-                 "--bilp-beta", str(self.beta), "--bilp-seed", str(self.seed)]
-        if self.beta and self.side != "both":
-            flags += ["--bilp-side", self.side]
-        if self.stratum is not None:
-            flags += ["--bilp-stratum", str(self.stratum)]
-        if self.criterion != "random":
-            flags += ["--bilp-scores", str(scores)]
-        return flags
+        """The ``--bilp`` flags of this point (:func:`bilp_plugin.config.flag_args`); ``scores``: the level-1 score
+        file, passed unless the criterion is ``random``."""
+        return flag_args({"criterion": self.criterion, "alpha": self.alpha, "beta": self.beta, "seed": self.seed,
+                          "side": self.side if self.beta and self.side != "both" else None,
+                          "stratum": self.stratum, "scores": scores if self.criterion != "random" else None})
 
 
 class Host(Protocol):
