@@ -205,6 +205,21 @@ def real_images(upstream: str, real: Any, dataset: str | None) -> torch.Tensor |
 
 
 @hookspec(firstresult=True)
+def read_accuracy(upstream: str, line: str) -> dict[str, Any] | None:
+    """The test accuracy that a line the upstream prints reports, for the run record (``summary.json``).
+
+    Called by: the run record of a ``--bilp`` run, with every line the patched script prints on ``sys.stdout``
+    from the record's creation to its summary (only when an implementation reaches the run).
+
+    :param upstream: the adapter name.
+    :param line: one printed line, without its newline.
+    :return: ``{"mean": m, "std": s, "networks": n, "final": f}`` (accuracies as fractions in [0, 1]; ``std`` and
+        ``networks`` may be ``None``; ``final``: the line sums up the whole run, not one evaluation), or ``None``
+        when the line reports no accuracy (:mod:`bilp_plugin.runtime.printed` parses the upstreams' lines).
+    """
+
+
+@hookspec(firstresult=True)
 def make_host(name: str, options: HostSettings, workdir: Path) -> Host | None:
     """A host on which ``bilp demo``, ``bilp sweep`` and ``bilp ablate`` run their distillation points.
 

@@ -184,6 +184,13 @@ class RunHooks:
     def real_images(self, real: Any, dataset: str | None) -> torch.Tensor | None:
         return self._hook("real_images")(upstream=self._named(), real=real, dataset=dataset)
 
+    def reads_accuracy(self) -> bool:
+        """Whether any implementation of ``read_accuracy`` reaches this run (else its output is not read)."""
+        return bool(self._hook("read_accuracy").get_hookimpls())
+
+    def read_accuracy(self, line: str) -> dict[str, Any] | None:
+        return self._hook("read_accuracy")(upstream=self._named(), line=line)
+
     def make_host(self, options: HostSettings, workdir: Path) -> Host:
         result = self._hook("make_host")(name=self._named(), options=options, workdir=workdir)
         if result is None:

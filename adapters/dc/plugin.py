@@ -25,6 +25,7 @@ from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.level1 import Subset
 from bilp_plugin.method.matchstep import MatchStep
+from bilp_plugin.runtime import printed
 
 if TYPE_CHECKING:
     from bilp_plugin.hosting import Host, HostSettings
@@ -113,3 +114,9 @@ def make_host(options: HostSettings, workdir: Path) -> Host:
 
     refuse_unavailable(UPSTREAM, host.unavailable(options.dataset))
     return host.DcHost(options, workdir)
+
+
+@hookimpl
+def read_accuracy(line: str) -> printed.Accuracy | None:
+    """DatasetCondensation's evaluation lines (``Evaluate N random ...``, ``Run N experiments ...``)."""
+    return printed.dc_family_accuracy(line)

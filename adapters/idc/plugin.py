@@ -36,6 +36,7 @@ from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.level1 import Subset
 from bilp_plugin.method.matchstep import MatchStep
+from bilp_plugin.runtime import printed
 
 if TYPE_CHECKING:
     from bilp_plugin.hosting import Host, HostSettings
@@ -167,3 +168,9 @@ def make_host(options: HostSettings, workdir: Path) -> Host:
 
     refuse_unavailable(UPSTREAM, host.unavailable(options.dataset))
     return host.IdcHost(options, workdir)
+
+
+@hookimpl
+def read_accuracy(line: str) -> printed.Accuracy | None:
+    """IDC's test line (``Repeat R => Best, last acc: ...``)."""
+    return printed.idc_accuracy(line)

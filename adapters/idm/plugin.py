@@ -30,6 +30,7 @@ from bilp_plugin.method import ite, level1
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.matchstep import MatchStep
+from bilp_plugin.runtime import printed
 
 if TYPE_CHECKING:
     from bilp_plugin.hosting import Host, HostSettings
@@ -127,3 +128,9 @@ def make_host(options: HostSettings, workdir: Path) -> Host:
 
     refuse_unavailable(UPSTREAM, host.unavailable(options.dataset))
     return host.IdmHost(options, workdir)
+
+
+@hookimpl
+def read_accuracy(line: str) -> printed.Accuracy | None:
+    """IDM's evaluation line (DatasetCondensation's ``Evaluate N random ...``)."""
+    return printed.dc_family_accuracy(line)

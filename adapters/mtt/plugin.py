@@ -24,6 +24,7 @@ from bilp_plugin import files, hookimpl
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.level1 import Subset
+from bilp_plugin.runtime import printed
 
 SUBSET_FILE = "bilp_subset.json"
 KEPT_FILE = "bilp_kept_indices.npy"
@@ -186,3 +187,9 @@ def make_host() -> None:
     raise BiLPError("--host mtt is not offered: every point would need its own expert trajectories (buffer.py on "
                     "the point's kept subset: level 1 changes them) before distill.py, whose accuracies it only "
                     "prints; run buffer.py and distill.py with the --bilp flags yourself (docs/adapter-mtt.md)")
+
+
+@hookimpl
+def read_accuracy(line: str) -> printed.Accuracy | None:
+    """``distill.py``'s evaluation line (DatasetCondensation's ``Evaluate N random ...``)."""
+    return printed.dc_family_accuracy(line)

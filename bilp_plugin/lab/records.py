@@ -38,6 +38,11 @@ class Run:
         return [float(a) for a in (self.result or {}).get("accuracy", [])]
 
     @property
+    def printed_accuracy(self) -> dict[str, Any] | None:
+        """The accuracy the upstream printed, as its record's ``summary.json`` keeps it (``None`` if none)."""
+        return (self.summary or {}).get("accuracy")
+
+    @property
     def method(self) -> str:
         args = self.config.get("upstream_args", {})
         return str((self.result or {}).get("method") or args.get("method") or "?")
@@ -72,11 +77,12 @@ FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     LEVEL2: {"batch": (int,), "kept": (int,), "iteration": (int, type(None)), "mu": OPTIONAL_NUMBER,
              "sigma": OPTIONAL_NUMBER, "low": OPTIONAL_NUMBER, "high": OPTIONAL_NUMBER},
     SUMMARY: {"selections": (int,), "ite_s": NUMBER, "matching_loop_s": OPTIONAL_NUMBER,
-              "ite_share": OPTIONAL_NUMBER},
+              "ite_share": OPTIONAL_NUMBER, "accuracy": (dict, type(None))},
+    "accuracy": {"mean": NUMBER, "std": OPTIONAL_NUMBER, "networks": (int, type(None))},
     RESULT: {"accuracy": (list,), "method": (str, type(None))},
 }
 """The fields the report reads, by file, and their JSON types (absent unless :data:`REQUIRED`)."""
-REQUIRED: dict[str, tuple[str, ...]] = {LEVEL1: ("kept", "n"), LEVEL2: ("batch", "kept")}
+REQUIRED: dict[str, tuple[str, ...]] = {LEVEL1: ("kept", "n"), LEVEL2: ("batch", "kept"), "accuracy": ("mean",)}
 
 
 def _damaged(path: Path, why: str) -> BiLPError:
@@ -159,8 +165,11 @@ def load_run(path: Path, name: str | None = None) -> Run:
     accuracy = (result or {}).get("accuracy", [])
     if not all(isinstance(a, NUMBER) and not isinstance(a, bool) for a in accuracy):
         raise _damaged(path / RESULT, f"'accuracy' must be a list of numbers, got {accuracy!r}")
-    return Run(path, name or path.name, config, level1, _kept(path / KEPT, level1), _level2(path / LEVEL2),
-               _json(path / SUMMARY, SUMMARY), result)
+    summary = _json(path / SUMMARY, SUMMARY)
+    if (summary or {}).get("accuracy") is not None:
+        _check_fields(path / SUMMARY, summary["accuracy"], "accuracy")
+    return Run(path, name or path.name, config, level1, _kept(path / KEPT, level1), _level2(path / LEVEL2), summary,
+               result)
 
 
 def _is_record(config: Path) -> bool:

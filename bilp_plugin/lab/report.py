@@ -7,10 +7,11 @@ records (``bilp report bilp_demo/`` finds every record below it). What each run 
 * ``level1.json``, ``kept_indices.npy``: what level 1 kept; the scores are ``scores.npz`` in the record, else
   the file ``level1.json`` names (``scores``);
 * ``level2.jsonl``: every level-2 selection (batch, kept, running mu and sigma, thresholds, ITE seconds);
-* ``summary.json``: ITE seconds and matching-loop seconds (the ITE time share);
+* ``summary.json``: ITE seconds and matching-loop seconds (the ITE time share), and the accuracy the upstream
+  printed (a patched upstream run on its own: the table shows it, marked "printed");
 * ``result.json`` (optional, written by the host beside the record: ``bilp demo``, ``bilp sweep``,
   ``python -m bilp_plugin.lab.host``): ``accuracy``, a list of test accuracies in [0, 1] (one per evaluated
-  network); any other host may write it too, and the report uses the runs that have it.
+  network); any other host may write it too, and the table and plots use the runs that have it.
 
 Plots (each skipped, with a line saying why, when its data is absent): per-class score histograms with the
 kept threshold; test accuracy per loss stratum (runs with ``--bilp-criterion stratum``: the paper's Fig. 3);
@@ -40,6 +41,16 @@ def _pct(values: list[float]) -> str:
     return f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.pstdev(values):.1f}"
 
 
+def _accuracy(run: Run) -> str:
+    """The host's per-network accuracies, else the mean (± std) the upstream printed, else ``-``."""
+    printed = run.printed_accuracy
+    if run.accuracy or printed is None:
+        return _pct(run.accuracy)
+    spread = f" ± {100 * printed['std']:.1f}" if printed.get("std") is not None else ""
+    networks = f", {printed['networks']} networks" if printed.get("networks") else ""
+    return f"{100 * printed['mean']:.1f}{spread} (printed{networks})"
+
+
 def runs_table(runs: list[Run]) -> list[str]:
     lines = ["| run | upstream | method | criterion | alpha | beta | real kept | accuracy (%) | ITE share |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -49,7 +60,7 @@ def runs_table(runs: list[Run]) -> list[str]:
         kept = f"{r.level1['kept']}/{r.level1['n']}" if r.level1 else "all"
         share = f"{100 * r.ite_share:.0f}%" if r.ite_share is not None else "-"
         lines.append(f"| {r.name} | {r.config.get('upstream', '?')} | {r.method} | {crit} | {b.get('alpha')} | "
-                     f"{b.get('beta')} | {kept} | {_pct(r.accuracy)} | {share} |")
+                     f"{b.get('beta')} | {kept} | {_accuracy(r)} | {share} |")
     return lines
 
 

@@ -8,7 +8,9 @@ Layout of ``<out>/``:
 * ``level2.jsonl``: one JSON object per selection (experiment, iteration, class, batch, kept, mu, sigma, the two
   thresholds, ITE seconds, seconds since the run started).
 * ``summary.json``: totals written at exit: selections, draws, real rows seen and kept by level 2, the level-2
-  rule that ran, ITE seconds, wall seconds of the matching loop.
+  rule that ran, ITE seconds, wall seconds of the matching loop; and the test accuracy the upstream printed
+  (``evaluations``: every evaluation line its adapter's ``read_accuracy`` hook read, in order; ``accuracy``: the
+  last line that sums up the run, else the last evaluation; ``null`` when it printed none).
 * ``result.json`` (optional, written by a host beside the record: ``bilp demo``, ``bilp sweep``, the built-in
   host): ``accuracy``, a list of test accuracies in [0, 1] (one per evaluated network), and the run's settings.
 
@@ -31,6 +33,7 @@ import socket
 import sys
 import time
 from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.logs import say
 from bilp_plugin.method import scorefile
+from bilp_plugin.runtime import printed
 
 
 def _jsonable(value: Any) -> Any:
@@ -85,7 +89,8 @@ class RunRecord:
     """Writes the files above; refuses to write into a folder that already holds a record. Never calls
     ``time.time`` (a reproducible launch replaces it with a counting clock that the upstream also reads)."""
 
-    def __init__(self, out: str | Path | None, config: BiLPConfig, upstream: str, upstream_args: Any) -> None:
+    def __init__(self, out: str | Path | None, config: BiLPConfig, upstream: str, upstream_args: Any,
+                 read_accuracy: Callable[[str], printed.Accuracy | None] | None = None) -> None:
         self.dir = check_out(out) or default_out(upstream)
         self.created = [p for p in (self.dir, *self.dir.parents) if not p.exists()]
         self.written: set[str] = set()
@@ -106,7 +111,22 @@ class RunRecord:
             "versions": {"bilp_plugin": __version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
         })
+        self.read_accuracy = read_accuracy
+        self.evaluations: list[printed.Accuracy] = []
+        self.tap = printed.tap(self._printed) if read_accuracy else None
         atexit.register(self.close)
+
+    def _printed(self, line: str) -> None:
+        """A line the upstream printed: kept when it reports an accuracy."""
+        assert self.read_accuracy is not None
+        found = self.read_accuracy(line)
+        if found is not None:
+            self.evaluations.append(found)
+
+    def _untap(self) -> None:
+        if self.tap is not None:
+            printed.untap(self.tap)
+            self.tap = None
 
     def level1(self, kept: np.ndarray, summary: dict[str, Any]) -> None:
         """The kept indices and their summary (written once: every experiment keeps the same set)."""
@@ -146,12 +166,16 @@ class RunRecord:
         if self.closed:
             return
         self.closed = True
+        self._untap()
+        final = [e for e in self.evaluations if e.get("final")]
+        accuracy = (final or self.evaluations or [None])[-1]
         first, last = self.totals["first_draw_s"], self.totals["last_draw_s"]
         loop = (last - first) if first is not None and last is not None else None
         t = self.totals
         share = t["ite_s"] / loop if loop else None
         self._write_json(SUMMARY, {**t, "rule": self.rule, "matching_loop_s": loop, "ite_share": share,
-                                   "wall_s": time.perf_counter() - self.started})
+                                   "wall_s": time.perf_counter() - self.started, "accuracy": accuracy,
+                                   "evaluations": self.evaluations})
         if t["selections"]:
             say(f"BiLP level 2: kept {t['kept_rows']} of {t['rows']} real rows in {t['selections']} selections "
                 f"({100 * t['kept_rows'] / t['rows']:.1f}%, rule {self.rule}); ITE {t['ite_s']:.2f} s"
@@ -162,6 +186,7 @@ class RunRecord:
         """Remove what this record wrote, and the folders it created (a run refused after its record began)."""
         atexit.unregister(self.close)
         self.closed = True
+        self._untap()
         for name in self.written:
             (self.dir / name).unlink(missing_ok=True)
         for folder in self.created:

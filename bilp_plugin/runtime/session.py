@@ -48,7 +48,8 @@ class Session:
             if self.config.level1:
                 subset = self._level1(label_array, images, dataset, real)
                 self.hooks.check_level1(self.args, self.config, subset)
-            self.record = RunRecord(self.config.out, self.config, self.upstream, self.args)
+            self.record = RunRecord(self.config.out, self.config, self.upstream, self.args,
+                                    self.hooks.read_accuracy if self.hooks.reads_accuracy() else None)
             say(f"BiLP run record: {self.record.dir}")
             if self.config.level1:
                 self._record_level1(subset)

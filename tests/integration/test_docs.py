@@ -39,7 +39,9 @@ def test_readme_upstream_example(tmp_path: Path) -> None:
     record = box / "runs" / "dm-mnist" / "bilp"
     assert json.loads((record / "level1.json").read_text())["kept_per_class"] == [10] * 10
     assert (record / "level2.jsonl").read_text().count("\n") == 10  # one selection per class
-    assert (box / "runs" / "dm-mnist" / "report" / "report.md").is_file()
+    summary = json.loads((record / "summary.json").read_text())
+    assert summary["accuracy"]["final"] and summary["accuracy"]["networks"] == 1  # what main_DM.py printed
+    assert "(printed, 1 networks)" in (box / "runs" / "dm-mnist" / "report" / "report.md").read_text()
     saved = torch.load(box / "runs" / "dm-mnist" / "res_DM_MNIST_ConvNet_1ipc.pt", weights_only=False)
     assert saved["data"][0][0].shape == (10, 1, 28, 28) and len(saved["accs_all_exps"]["ConvNet"]) == 1
     assert "mean = nan" not in ran.stdout and "Mean of empty slice" not in ran.stderr
@@ -84,8 +86,8 @@ def test_readme_air_gapped_recipe(tmp_path: Path) -> None:
     run(text, clone, {k: env[k] for k in ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_NOSYSTEM")})
     assert git("rev-parse", "HEAD", cwd=clone / "third_party" / "DatasetCondensation", env=env).strip() == pinned
     assert (clone / "third_party" / "DatasetCondensation" / "main_DM.py").is_file()
-    assert len(paths) == 4 and [p for p in paths if git("submodule", "status", p, cwd=clone, env=env).startswith("-")] == \
-        [p for p in paths if p != "third_party/DatasetCondensation"]  # the others: not initialised
+    uninitialised = [p for p in paths if git("submodule", "status", p, cwd=clone, env=env).startswith("-")]
+    assert len(paths) == 4 and uninitialised == [p for p in paths if p != "third_party/DatasetCondensation"]
     without = text.replace("GIT_CONFIG_COUNT=2", "GIT_CONFIG_COUNT=1")  # no protocol.file.allow
     git("submodule", "deinit", "-q", "-f", "third_party/DatasetCondensation", cwd=clone, env=env)
     shutil.rmtree(clone / ".git" / "modules")
