@@ -31,6 +31,7 @@ from typing import Any
 from bilp_adapters.dc.host import eval_epochs, model
 from bilp_plugin.cli import build_parser
 from bilp_plugin.lab import curve, hosts
+from bilp_plugin.lab.curve import t975
 
 # The paper's numbers (Xu et al., "Distill Gold from Massive Ores", ECCV 2024), CIFAR-10 rows; keys (method, ipc).
 PAPER_RANDOM_RATIO = {("DC", 1): 0.90, ("DC", 10): 0.70, ("DC", 50): 0.50,
@@ -103,15 +104,6 @@ def shown_paths(plan: dict[str, Any]) -> dict[str, str]:
     if plan.get("our_scores"):
         shown[str(Path(plan["our_scores"]).parent)] = "$SCORES"
     return shown
-
-
-T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 12: 2.18,
-        15: 2.13, 20: 2.09, 30: 2.04, 60: 2.00, 120: 1.98}
-"""Student's t, 97.5% quantile, by degrees of freedom (between two rows, the row below: a larger t)."""
-
-
-def t975(dof: int) -> float:
-    return T975[max(k for k in T975 if k <= dof)] if dof >= 1 else math.inf
 
 
 @dataclass

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from bilp_plugin.commands.flags import add_host_flags
-from bilp_plugin.lab import host, hosts, launched
+from bilp_plugin.lab import curve, demo, host, hosts, launched
 from bilp_plugin.method import ite, level1, scorefile
 from bilp_adapters.dc import host as dc_host
 from bilp_plugin.cli import main
@@ -25,7 +25,7 @@ from bilp_plugin.method.matchstep import MatchStep
 
 TINY_HOST = ["--ipc", "1", "--iterations", "2", "--width", "8", "--batch-real", "8", "--eval-models", "1",
              "--eval-epochs", "2", "--threads", "1"]
-TINY_DEMO = ["--iterations", "2", "--seeds", "0", "--width", "8", "--batch-real", "8", "--eval-models", "1",
+TINY_DEMO = ["--dataset", "digits", "--iterations", "2", "--seeds", "0", "--width", "8", "--batch-real", "8", "--eval-models", "1",
              "--eval-epochs", "2", "--score-epochs", "1", "--jobs", "1", "--no-strata", "--no-curve"]
 
 
@@ -157,6 +157,48 @@ def test_demo_shows_the_accuracy_against_alpha_curve(tmp_path: Path, capsys: pyt
         main(["demo", *tiny, "--curve-alphas", "1.5", "--out", str(tmp_path / "bad")])
     assert refused.value.code == 2
     assert "--curve-alphas must be in [0, 1)" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def _demo_args(*argv: str) -> argparse.Namespace:
+    from bilp_plugin.cli import build_parser
+
+    return build_parser().parse_args(["demo", *argv])
+
+
+def test_demo_runs_cifar10_where_the_data_root_holds_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from fake_data import write_cifar10
+
+    monkeypatch.delenv("BILP_DATA", raising=False)
+    args = demo.resolve(_demo_args())
+    assert args.dataset == "digits" and args.seeds == "0,1,2" and args.strata and args.host == "builtin"
+    err = capsys.readouterr().err
+    assert "no data root" in err and "--host dc" not in err and "Sec. 5.5" in err
+    root = write_cifar10(tmp_path / "data", per_class=2, test_per_class=1)
+    monkeypatch.setenv("BILP_DATA", str(root))
+    args = demo.resolve(_demo_args("--seeds", "0"))
+    assert (args.dataset, args.alpha, args.curve_alphas, args.strata, args.score_epochs, args.seeds) == \
+        ("cifar10", 0.9, "0.5,0.9,0.99", False, 2, "0")  # the preset, but the flag given wins
+    assert "CIFAR-10 found" in capsys.readouterr().err
+    assert demo.resolve(_demo_args("--dataset", "digits")).alpha == 0.5
+    assert demo.resolve(_demo_args("--data-root", str(tmp_path))).dataset == "digits"  # no CIFAR-10 there
+
+
+@pytest.mark.parametrize(("loss", "words"), [
+    ((0.30, 0.31), "Pruning by loss beat random selection of the same size beyond noise at alpha 0.9"),
+    ((0.25, 0.26), "Pruning by loss did not beat random selection of the same size beyond noise"),
+    ((0.20, 0.21), "Pruning by loss did worse than random selection of the same size at alpha 0.9")])
+def test_the_verdict_says_what_the_curve_shows(loss: tuple[float, float], words: str) -> None:
+    by_name = {"baseline-s0": {"accuracy": [0.26]}, "baseline-s1": {"accuracy": [0.25]},
+               "loss-a0.9-s0": {"accuracy": [loss[0]]}, "loss-a0.9-s1": {"accuracy": [loss[1]]},
+               "random-a0.9-s0": {"accuracy": [0.25]}, "random-a0.9-s1": {"accuracy": [0.26]}}
+    result_curve = curve.Curve.from_results(by_name, [0.9], [0, 1], list(curve.CRITERIA))
+    text = demo.verdict(by_name, result_curve, [0, 1], "digits")
+    assert words in text and "loss minus random at alpha 0.9" in text and "within the baseline's std" in text
+    assert ("Sec. 5.5" in text) == ("beat random selection of the same size beyond noise at" not in text)
+    one = demo.verdict({k: v for k, v in by_name.items() if k.endswith("s0")},
+                       curve.Curve.from_results(by_name, [0.9], [0], list(curve.CRITERIA)), [0], "cifar10")
+    assert "one seed gives no noise estimate" in one
 
 
 def test_force_never_removes_a_folder_that_is_not_a_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

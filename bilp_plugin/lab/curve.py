@@ -9,6 +9,7 @@ same per-class size.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 
@@ -19,6 +20,15 @@ from bilp_plugin.errors import BiLPError
 from bilp_plugin.lab.hosts import Point
 
 CRITERIA = ("loss", "random")
+
+
+T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 12: 2.18,
+        15: 2.13, 20: 2.09, 30: 2.04, 60: 2.00, 120: 1.98}
+"""Student's t, 97.5% quantile, by degrees of freedom (between two rows, the row below: a larger t)."""
+
+
+def t975(dof: int) -> float:
+    return T975[max(k for k in T975 if k <= dof)] if dof >= 1 else math.inf
 
 
 def parse_alphas(text: str, flag: str = "--alphas") -> list[float]:
