@@ -171,7 +171,7 @@ SCORE = ["score", "--dataset", "digits", "--epochs", "1", "--width", "4", "--out
 HOST = ["--host", "builtin", "--iterations", "0", "--eval-models", "1", "--eval-epochs", "1", "--width", "4",
         "--score-epochs", "1", "--jobs", "1", "--seeds", "0", "--no-strata"]
 SWEEP = ["sweep", *HOST[:-1], "--alphas", "0.5", "--criteria", "loss"]
-DEMO = ["demo", *HOST]
+DEMO = ["demo", "--dataset", "digits", *HOST]
 
 CASES: list[Case] = [
     # bilp prune: score files that are not what they say

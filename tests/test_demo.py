@@ -26,7 +26,8 @@ from bilp_plugin.method.matchstep import MatchStep
 TINY_HOST = ["--ipc", "1", "--iterations", "2", "--width", "8", "--batch-real", "8", "--eval-models", "1",
              "--eval-epochs", "2", "--threads", "1"]
 TINY_DEMO = ["--dataset", "digits", "--iterations", "2", "--seeds", "0", "--width", "8", "--batch-real", "8",
-             "--eval-models", "1", "--eval-epochs", "2", "--score-epochs", "1", "--jobs", "1", "--no-strata", "--no-curve"]
+             "--eval-models", "1", "--eval-epochs", "2", "--score-epochs", "1", "--jobs", "1", "--no-strata",
+             "--no-curve"]
 
 
 @pytest.fixture(scope="module")
