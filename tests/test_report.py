@@ -115,6 +115,24 @@ def test_stratified_curve_is_the_mean_accuracy_per_stratum(tmp_path: Path, score
     assert list(line.get_xdata()) == [1, 10] and np.allclose(line.get_ydata(), [30.0, 90.0])
 
 
+def test_skewed_scores_get_log_bins_and_a_share_above_100_percent_stays_labelled(figures: list[Any],
+                                                                                 tmp_path: Path) -> None:
+    labels = np.repeat(np.arange(2), 500)
+    rng = np.random.default_rng(0)  # class 0 as on MNIST: most losses near 0, a tail over decades
+    scores = np.concatenate([np.exp(rng.normal(-6, 2, 500)), np.linspace(0.5, 2.5, 500)])
+    fig = plots._histograms(scores, labels, np.arange(0, 1000, 2), 0.5)
+    skewed, even = fig.axes[:2]
+    assert skewed.get_xscale() == "log" and "log scale" in skewed.get_xlabel()
+    assert even.get_xscale() == "linear" and max(p.get_height() for p in skewed.patches) < 150
+    folder = _record(tmp_path / "runs" / "slow", alpha=0.5, beta=0.2)
+    summary = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps({**summary, "ite_s": 1.5, "matching_loop_s": 1.0,
+                                                     "ite_share": 1.5}))
+    plots.ite_share(find_runs([tmp_path / "runs"]), tmp_path)
+    ax = figures[-1].axes[0]
+    assert ax.get_xlim()[1] > 150 and "150.0%" in [text.get_text() for text in ax.texts]
+
+
 def test_level2_series_per_iteration() -> None:
     rows = [{"iteration": it, "batch": 10, "kept": k, "mu": m, "sigma": 1.0, "low": 0.0, "high": 2.0}
             for it, k, m in ((0, 8, 1.0), (0, 6, 1.5), (5, 10, 2.0))]
