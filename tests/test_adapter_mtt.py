@@ -110,7 +110,7 @@ def test_bilp_values_survive_wandb_disabled_config(monkeypatch: pytest.MonkeyPat
     """distill.py rebuilds ``args`` from ``wandb.config._items``. In disabled mode wandb still fills the config
     (plain values kept, tuples turned into lists, other objects into their repr strings): every --bilp value is
     a plain JSON value, so the rebuilt config is the one given."""
-    wandb = pytest.importorskip("wandb")
+    wandb = pytest.importorskip("wandb", reason="MTT imports wandb: pip install -e '.[upstreams]'")
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.chdir(tmp_path)
     Path("s.json").write_text("[0.5, 0.25]")  # --bilp-scores is read when the flags are parsed
@@ -140,7 +140,7 @@ def test_help_hides_the_level2_flags_it_refuses_and_says_why(script: str, tmp_pa
 
     from upstreams import materialise
 
-    pytest.importorskip("kornia", reason="MTT's utils.py imports kornia: pip install kornia")
+    pytest.importorskip("kornia", reason="MTT's utils.py imports kornia: pip install -e '.[upstreams]'")
     tree = materialise("mtt", tmp_path / "mtt")
     text = subprocess.run([sys.executable, str(tree / script), "--help"], cwd=tmp_path, capture_output=True,
                           text=True, check=True, env={**os.environ, "WANDB_MODE": "disabled"}).stdout

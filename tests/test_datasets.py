@@ -174,7 +174,7 @@ def test_cifar100_synthetic_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_svhn_synthetic_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sio = pytest.importorskip("scipy.io")
+    sio = pytest.importorskip("scipy.io", reason="the SVHN loader test writes .mat files with scipy: pip install scipy")
     rng = np.random.default_rng(0)
     y = np.array([[10], [1], [3], [10], [9]], dtype=np.uint8)
     x = rng.integers(0, 256, (32, 32, 3, 5), dtype=np.uint8)

@@ -53,7 +53,7 @@ def test_too_deep_for_the_image_is_an_error() -> None:
 @pytest.mark.parametrize("channel, im_size, features", SHAPES)
 def test_matches_upstream_convnet(channel: int, im_size: tuple[int, int], features: int) -> None:
     if not UPSTREAM.is_file():
-        pytest.skip(f"{UPSTREAM} missing: initialise the DatasetCondensation submodule")
+        pytest.skip(f"{UPSTREAM} missing: `git submodule update --init third_party/DatasetCondensation`")
     spec = importlib.util.spec_from_file_location("dc_networks", UPSTREAM)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -71,7 +71,7 @@ def run(tree: Path, cwd: Path, data: Path, extra: list[str] = (), stubs: bool = 
 
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    pytest.importorskip("kornia", reason="IDM's utils.py imports kornia: pip install kornia")
+    pytest.importorskip("kornia", reason="IDM's utils.py imports kornia: pip install -e '.[upstreams]'")
     base = tmp_path_factory.mktemp("idm")
     return {"bare": materialise("idm", base / "bare", upto=0), "patched": materialise("idm", base / "patched")}
 

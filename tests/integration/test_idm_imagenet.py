@@ -60,7 +60,7 @@ class IDMImageNet:
 
 @pytest.fixture(scope="module")
 def idm(tmp_path_factory: pytest.TempPathFactory) -> IDMImageNet:
-    pytest.importorskip("kornia", reason="IDM's utils.py imports kornia: pip install kornia")
+    pytest.importorskip("kornia", reason="IDM's utils.py imports kornia: pip install -e '.[upstreams]'")
     return IDMImageNet(tmp_path_factory.mktemp("idm_imagenet"))
 
 

@@ -110,7 +110,7 @@ def _made_scores(count: int, dst: Path) -> Path:
 def mtt(cifar10_root: Path, tmp_path_factory: pytest.TempPathFactory) -> MTT:
     for module in ("wandb", "kornia"):
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"MTT imports {module}: `pip install {module}` to run its integration tests")
+            pytest.skip(f"MTT imports {module}: `pip install -e '.[upstreams]'` to run its integration tests")
     root = tmp_path_factory.mktemp("mtt")
     data = root / "data"
     official = Path(os.environ.get("BILP_SCORES_DIR") or "/nonexistent") / SCORES
