@@ -169,8 +169,23 @@ def test_document_from_the_folders(tmp_path: Path, fake: list[str]) -> None:
     assert "DM cifar10 ipc 1, loss vs random (Tables 1-2): **reproduced**" in text
     assert "stratified curve (loss, authors' scores, Fig. 3): **reproduced (rising, S1 lowest)**" in text
     assert "no MNIST cell in Tables 1-3" in text
+    assert "Table 4 (BiLP+DC, GPU scale) has not run" in text and "except Table 4" not in text  # the cpu preset
+    mnist = [line for line in text.splitlines() if line.startswith("- DC mnist ipc 1 (no paper cell)")]
+    assert mnist and not any("reproduced" in line for line in mnist)  # no paper number: what was seen
     assert reproduction_doc.main([str(out), "--out", str(tmp_path / "r.md")]) == 0
     assert (tmp_path / "r.md").read_text().startswith("# Reproducing")
+
+
+@pytest.mark.parametrize(("resolved", "ratios", "paper_cell", "word"), [
+    ({0.5: 1, 0.9: 1}, (0.99, 0.99), False, "loss ahead of random at every alpha"),
+    ({0.5: 1, 0.9: 0}, (0.99, 0.99), False, "loss ahead of random"),
+    ({0.5: 0, 0.9: -1}, (0.5, 0.99), False, "loss behind random"),
+    ({0.5: 0, 0.9: 0}, (0.9, 0.9), False, "within noise"),
+    ({0.5: 1, 0.9: 1}, (0.99, 0.9), True, "reproduced"),
+    ({0.5: 1, 0.9: 1}, (0.99, 0.99), True, "not reproduced (equal ratios)")])
+def test_cells_without_a_paper_number_say_what_was_seen(resolved: dict[float, int], ratios: tuple[float, float],
+                                                        paper_cell: bool, word: str) -> None:
+    assert reproduction_doc.t12_word(resolved, *ratios, paper_cell) == word
 
 
 def test_spearman_and_overlap() -> None:
