@@ -31,7 +31,7 @@ def test_readme_upstream_example(tmp_path: Path) -> None:
     box = sandbox(tmp_path / "project", ["dc"])
     data = write_mnist(tmp_path / "data", per_class=20, test_per_class=10)
     text = script(ROOT / "README.md", {"export BILP_DATA=$HOME/data": f"export BILP_DATA={data}",
-                                       "--width 32 --epochs 5": "--width 8 --epochs 1", "--ipc 10": "--ipc 1",
+                                       "--width 32 --epochs 2": "--width 8 --epochs 1", "--ipc 10": "--ipc 1",
                                        "--Iteration 2000": "--Iteration 0", "--epoch_eval_train 300":
                                        "--epoch_eval_train 2"}, section="## Using it with an upstream repo")
     assert text.startswith(". .venv/bin/activate")  # bare bilp and python below: the page activates the venv
