@@ -50,4 +50,4 @@ def run(args: argparse.Namespace) -> int:
     demo.check_out(Path(args.out), args.force)
     demo.resolve(args)
     check_host_flags(args)
-    return demo.run(args)
+    return demo.run(demo.DemoSettings.from_options(args))
