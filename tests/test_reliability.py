@@ -112,6 +112,49 @@ def run_with_scores(here: Path, **scores: object) -> Path:
     return run
 
 
+def image_folders(here: Path, labels: np.ndarray) -> None:
+    """Two image folders of the same class counts, other files; ``s.npz`` scored on the first."""
+    from bilp_plugin.method import scorefile
+
+    for top, names in (("a", ("x", "y")), ("b", ("p", "q"))):
+        for cls in ("cat", "dog"):
+            (here / top / cls).mkdir(parents=True)
+            for name in names:
+                (here / top / cls / f"{name}.png").write_bytes(b"")
+    files = [f"{cls}/{name}.png" for cls in ("cat", "dog") for name in ("x", "y")]
+    y = np.array([0, 0, 1, 1])
+    scorefile.save(here / "s.npz", scorefile.ScoreFile(np.linspace(0, 1, 4), y,
+                                                       scorefile.dataset_meta("imagefolder", y, files)))
+
+
+def parsed_by(upstream: str, script: str, **own: object) -> Callable[[list[str]], int]:
+    """A patched ``script`` of ``upstream`` parsing its command line (its own arguments ``own`` as defaults, the
+    BiLP flags added with the upstream's name, as its hook patch adds them); exit status 0 when it parses."""
+    def main(argv: list[str]) -> int:
+        from argparse import ArgumentParser
+
+        from bilp_plugin import runtime
+
+        parser = ArgumentParser(prog=script)
+        for name, value in own.items():
+            parser.add_argument(f"--{name}", default=value)
+        runtime.add_arguments(parser, upstream=upstream, level2=upstream != "mtt")
+        argv0 = sys.argv[0]
+        sys.argv[0] = script
+        try:
+            parser.parse_args(argv)
+        finally:
+            sys.argv[0] = argv0
+        return 0
+    return main
+
+
+MTT_BUFFER = parsed_by("mtt", "buffer.py", num_experts=1, buffer_path="buffers", dataset="CIFAR10", model="ConvNet",
+                       zca=False)
+DC_MAIN = parsed_by("dc", "main.py", method="DC", model="ConvNet", dis_metric="nope", batch_real=256, init="real",
+                    ipc=1)
+
+
 def damaged(file: str, **change: object) -> Callable[[Path, np.ndarray], object]:
     """A run record whose ``file`` (a JSON object; ``level2.jsonl``: its first line) has ``change`` merged in."""
     def setup(here: Path, labels: np.ndarray) -> None:
@@ -284,6 +327,13 @@ CASES: list[Case] = [
     _s("sweep-point-of-another-point", "baseline-s0.json is damaged",
        swept_point(point={"name": "loss-a0.5-s0", "alpha": 0.5, "seed": 0})),
     _s("sweep-point-record-strings", "baseline-s0.json is damaged", swept_point(record={"rows": "many"})),
+    # 5. checks before work: adapters' refusals as the script parses, a score file bound to an image folder's files
+    Case("mtt-buffer-level2-as-it-parses", "mtt-buffer", ["--bilp", "--bilp-beta", "0.2"],
+         "--bilp-beta must be 0 for MTT"),
+    Case("dc-main-metric-as-it-parses", "dc-main", ["--bilp", "--bilp-beta", "0.2"], "supports --dis_metric"),
+    _b("prune-image-folder-of-other-files", ["prune", "--alpha", "0.5", "--scores", "s.npz", "--dataset",
+                                             "imagefolder", "--data-root", "b", "--out", "kept.npy"],
+       "was made on other files", image_folders),
     # 5. checks before work: bilp-apply --status
     Case("apply-status-of-an-empty-repo", "bilp-apply", ["dc", "--status", "--upstream", "empty"], "has no commit",
          lambda h, y: subprocess.run(["git", "init", "-q", str(h / "empty")], check=True)),
@@ -314,13 +364,7 @@ def digits_labels() -> np.ndarray:
     return load_dataset("digits").labels.numpy()
 
 
-PENDING = {c.name for c in CASES if c.name.startswith("report-") and c.argv == REPORT and "{pid}" not in c.message
-           and "link" not in c.message and "long" not in c.message}
-"""Damaged records: checked once the run-record reader has its new home (issue 22, item 4)."""
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="item 4 pending"))
-                                  if c.name in PENDING else c for c in CASES], ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_refused_in_one_line_and_nothing_changes(case: Case, here: Path, digits_labels: np.ndarray,
                                                  request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -331,7 +375,8 @@ def test_refused_in_one_line_and_nothing_changes(case: Case, here: Path, digits_
         monkeypatch.setenv(key, value)
     before = snapshot(here)
     capsys.readouterr()
-    main = {"bilp": cli.main, "bilp-apply": cli.apply_main, "toy": toy_upstream}[case.command]
+    main = {"bilp": cli.main, "bilp-apply": cli.apply_main, "toy": toy_upstream, "mtt-buffer": MTT_BUFFER,
+            "dc-main": DC_MAIN}[case.command]
     status = exit_status(main, case.argv)
     err = capsys.readouterr().err
     assert status == 2, err
@@ -585,6 +630,69 @@ def test_strings_from_records_cannot_break_the_report_table(here: Path) -> None:
     assert rows[0].replace("\\|", "").count("|") == 10
 
 
+# ------------------------------------------------------------------------- 5. a class left empty; idle flags warned
+def test_a_stratum_that_leaves_a_class_empty_is_refused_before_any_record(here: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Class 2 has 5 samples: decile S10 of its loss order holds none of them."""
+    import torch
+
+    from bilp_plugin.method import scorefile
+
+    labels = np.r_[np.zeros(20), np.ones(20), np.full(5, 2)].astype(np.int64)
+    scorefile.save(here / "s.npz", scorefile.ScoreFile(np.linspace(0, 1, len(labels)), labels,
+                                                       scorefile.dataset_meta("toy", labels)))
+    before = snapshot(here)
+    capsys.readouterr()
+
+    def run() -> int:
+        from argparse import ArgumentParser
+
+        from bilp_plugin import runtime
+
+        parser = ArgumentParser(prog="toy.py")
+        parser.add_argument("--init", default="noise")
+        parser.add_argument("--ipc", type=int, default=1)
+        runtime.add_arguments(parser)
+        args = parser.parse_args(["--bilp", "--bilp-criterion", "stratum", "--bilp-stratum", "10",
+                                  "--bilp-scores", "s.npz", "--bilp-out", "rec"])
+        indices = [np.flatnonzero(labels == c).tolist() for c in range(3)]
+        runtime.prune_real(args, indices, torch.as_tensor(labels), upstream="builtin", dataset="toy")
+        return 0
+
+    assert exit_status(lambda argv: run(), []) == 2
+    one_error_line(capsys.readouterr().err, "keeps no sample of class 2 (of its 5)")
+    assert snapshot(here) == before
+
+
+IDLE: dict[str, tuple[list[str], str]] = {
+    "side-with-beta-0": (["--bilp-side", "small"], "--bilp-side does nothing with --bilp-beta 0"),
+    "interval-and-side-with-beta-0": (["--bilp-interval", "5", "--bilp-side", "large"],
+                                      "--bilp-interval, --bilp-side do nothing with --bilp-beta 0"),
+    "scores-with-random": (["--bilp-criterion", "random", "--bilp-scores", "s.npz"],
+                           "--bilp-scores does nothing with --bilp-criterion random"),
+}
+
+
+@pytest.mark.parametrize("name", IDLE)
+def test_flags_that_do_nothing_get_one_warning(name: str, here: Path, digits_labels: np.ndarray,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from argparse import ArgumentParser
+
+    from bilp_plugin import runtime
+
+    good_scores(here / "s.npz", digits_labels)
+    parser = ArgumentParser(prog="toy.py")
+    runtime.add_arguments(parser)
+    capsys.readouterr()
+    parser.parse_args(["--bilp", "--bilp-alpha", "0.5", *IDLE[name][0]])
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "warning:" in lines[0] and IDLE[name][1] in lines[0], lines
+    parser.parse_args(["--bilp", "--bilp-alpha", "0.5", "--bilp-beta", "0.2", "--bilp-side", "small",
+                       "--bilp-scores", "s.npz"])
+    assert capsys.readouterr().err == ""
+
+
 def test_table_size() -> None:
-    tests = len(CASES) + len(DISTRIBUTED) + 3 + REPORT_WRITES + 1 + len(POINT_WRITES) + len(FULL_DISK) + 1 + 1
+    tests = (len(CASES) + len(DISTRIBUTED) + 3 + REPORT_WRITES + 1 + len(POINT_WRITES) + len(FULL_DISK) + 1 + 1
+             + 1 + len(IDLE))
     assert tests >= 60

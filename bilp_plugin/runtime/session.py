@@ -49,6 +49,7 @@ class Session:
             subset = level1.Subset(label_array)
             if self.config.level1:
                 subset = self._level1(label_array, images, dataset, real)
+                level1.require_every_class(subset, self._rule())
                 self.hooks.check_level1(self.args, self.config, subset)
             self.record = RunRecord(self.held, self.config, self.upstream, self.args)
             say(f"BiLP run record: {self.record.dir}")
@@ -92,9 +93,11 @@ class Session:
             self.record.scores(self._made)
             subset.summary.update(scores=self._made.path, scores_sha256=self._made.sha256)
         self.record.level1(subset.kept, subset.summary)
-        rule = (f"stratum S{self.config.stratum} of {STRATA}" if self.config.criterion == "stratum"
+        say(f"BiLP level 1: kept {len(subset.kept)} of {len(subset.labels)} real samples ({self._rule()})")
+
+    def _rule(self) -> str:
+        return (f"stratum S{self.config.stratum} of {STRATA}" if self.config.criterion == "stratum"
                 else f"{self.config.criterion}, alpha={self.config.alpha}")
-        say(f"BiLP level 1: kept {len(subset.kept)} of {len(subset.labels)} real samples ({rule})")
 
     def _scores(self, labels: np.ndarray, images: torch.Tensor | None, dataset: str | None,
                 real: Any) -> scorefile.ScoreFile:
