@@ -619,6 +619,54 @@ def test_read_only_disk_is_one_line(here: Path, disk: Path, capsys: pytest.Captu
     assert list(disk.iterdir()) == []
 
 
+PERMISSION: dict[str, tuple[str, list[str], str]] = {
+    "score-into-a-locked-folder": ("bilp", [*SCORE[:-1], "ro/s.npz"], "permission denied"),
+    "report-into-a-locked-folder": ("bilp", ["report", "run", "--out", "ro/rep"], "permission denied"),
+    "sweep-into-a-locked-folder": ("bilp", [*SWEEP, "--out", "ro/sw"], "permission denied"),
+    "record-into-a-locked-folder": ("toy", [*RT, "ro/rec"], "permission denied"),
+    "prune-an-unreadable-score-file": ("bilp", ["prune", "--alpha", "0.5", "--scores", "ro/g.npz", "--out",
+                                                "kept.npy"], "g.npz"),
+}
+
+
+def writes_into_locked_folders() -> bool:
+    """Whether this process writes into a folder of mode 555 anyway (root with its usual capabilities)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as top:
+        os.chmod(top, 0o555)
+        try:
+            Path(top, "x").write_text("x")
+        except PermissionError:
+            return False
+        finally:
+            os.chmod(top, 0o755)
+    return True
+
+
+@pytest.mark.skipif(writes_into_locked_folders(), reason="this user writes into any folder (root): run the "
+                    "permission cases as an ordinary user, or as root without CAP_DAC_OVERRIDE")
+@pytest.mark.parametrize("name", PERMISSION)
+def test_permission_denied_is_one_line(name: str, here: Path, digits_labels: np.ndarray,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    record(here / "run")
+    (here / "ro").mkdir()
+    good_scores(here / "ro" / "g.npz", digits_labels)
+    before = snapshot(here)
+    (here / "ro" / "g.npz").chmod(0)
+    (here / "ro").chmod(0o555)
+    kind, argv, message = PERMISSION[name]
+    capsys.readouterr()
+    try:
+        status = exit_status(toy_upstream if kind == "toy" else cli.main, argv)
+    finally:
+        (here / "ro").chmod(0o755)
+        (here / "ro" / "g.npz").chmod(0o644)
+    assert status == 2
+    one_error_line(capsys.readouterr().err, message)
+    assert snapshot(here) == before
+
+
 # -------------------------------------------------------------------------------------- strings from records
 def test_strings_from_records_cannot_break_the_report_table(here: Path) -> None:
     """A run folder and a method named with Markdown's table syntax and a line break stay in their cells."""
@@ -628,6 +676,22 @@ def test_strings_from_records_cannot_break_the_report_table(here: Path) -> None:
     rows = [line for line in (here / "rep" / "report.md").read_text().splitlines() if "evil" in line]
     assert len(rows) == 1
     assert rows[0].replace("\\|", "").count("|") == 10
+
+
+@pytest.mark.integration
+def test_mtt_buffer_refuses_level2_before_it_makes_its_folder(here: Path) -> None:
+    """MTT's own buffer.py, patched: ``--bilp-beta`` is refused as it parses, before it creates ``--buffer_path``
+    (the code as it was refused it only once the data was loaded, the folder made)."""
+    from upstreams import materialise
+
+    pytest.importorskip("kornia", reason="MTT's utils.py imports kornia: pip install kornia")
+    tree = materialise("mtt", here / "mtt")
+    proc = subprocess.run([sys.executable, str(tree / "buffer.py"), "--dataset", "MNIST", "--data_path", "nowhere",
+                           "--buffer_path", "experts", "--bilp", "--bilp-beta", "0.2"], cwd=here,
+                          capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"}, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    one_error_line(proc.stderr, "--bilp-beta must be 0 for MTT")
+    assert not (here / "experts").exists()
 
 
 # ------------------------------------------------------------------------- 5. a class left empty; idle flags warned
@@ -694,5 +758,5 @@ def test_flags_that_do_nothing_get_one_warning(name: str, here: Path, digits_lab
 
 def test_table_size() -> None:
     tests = (len(CASES) + len(DISTRIBUTED) + 3 + REPORT_WRITES + 1 + len(POINT_WRITES) + len(FULL_DISK) + 1 + 1
-             + 1 + len(IDLE))
+             + 1 + len(IDLE) + 1 + len(PERMISSION))
     assert tests >= 60
