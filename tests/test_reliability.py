@@ -527,6 +527,16 @@ def test_report_killed_at_each_write_keeps_the_earlier_report(write: int, here: 
     assert all(not name.endswith(".bilp-tmp") for name in os.listdir(here / "rep"))
 
 
+def test_a_report_into_a_link_to_a_folder_keeps_the_link(here: Path) -> None:
+    record(here / "run")
+    (here / "real").mkdir()
+    link(here / "rep", "real")
+    for _ in range(2):
+        assert cli.main(REPORT) == 0
+    assert os.readlink(here / "rep") == "real" and (here / "real" / "report.md").is_file()
+    assert sorted(os.listdir(here)) == ["real", "rep", "run"]
+
+
 def test_report_killed_in_a_new_folder_reruns(here: Path) -> None:
     record(here / "run")
     killed = killed_at(here, "bilp_plugin.files:write_bytes", "", command(REPORT), after=1)
@@ -757,6 +767,6 @@ def test_flags_that_do_nothing_get_one_warning(name: str, here: Path, digits_lab
 
 
 def test_table_size() -> None:
-    tests = (len(CASES) + len(DISTRIBUTED) + 3 + REPORT_WRITES + 1 + len(POINT_WRITES) + len(FULL_DISK) + 1 + 1
+    tests = (len(CASES) + len(DISTRIBUTED) + 3 + REPORT_WRITES + 2 + len(POINT_WRITES) + len(FULL_DISK) + 1 + 1
              + 1 + len(IDLE) + 1 + len(PERMISSION))
     assert tests >= 60

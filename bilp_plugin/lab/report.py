@@ -20,6 +20,7 @@ statistics per iteration; ITE time share per run.
 
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
 
@@ -76,8 +77,9 @@ def write_report(paths: list[Path], out: Path) -> Path:
     the earlier report, or none); ``out`` is held by this process meanwhile. Returns the Markdown file."""
     runs = find_runs([Path(p) for p in paths])
     check_out(out)
-    with files.hold(out, "--out"), files.staging(out) as stage:
-        check_out(out)  # as it is now that no other process may change it
+    folder = Path(os.path.realpath(out)) if os.path.islink(out) else out  # a link to a folder: that folder
+    with files.hold(folder, "--out"), files.staging(folder) as stage:
+        check_out(folder)  # as it is now that no other process may change it
         sections = [f"{TITLE}{len(runs)} run(s)", "", *runs_table(runs), ""]
         for title, make in plots.SECTIONS:
             sections += [f"## {title}", ""]
@@ -87,5 +89,5 @@ def write_report(paths: list[Path], out: Path) -> Path:
                 lines = [f"Skipped: {skip}."]
             sections += [*lines, ""]
         files.write_text(stage / REPORT, "\n".join(sections))
-        files.swap_in(stage, out)
+        files.swap_in(stage, folder)
     return out / REPORT

@@ -148,9 +148,14 @@ class RunRecord:
         loop = (last - first) if first is not None and last is not None else None
         t = self.totals
         share = t["ite_s"] / loop if loop else None
-        self._write_json(SUMMARY, {**t, "rule": self.rule, "matching_loop_s": loop, "ite_share": share,
-                                   "wall_s": time.perf_counter() - self.started})
-        self.held.release()
+        try:
+            self._write_json(SUMMARY, {**t, "rule": self.rule, "matching_loop_s": loop, "ite_share": share,
+                                       "wall_s": time.perf_counter() - self.started})
+        except OSError as err:  # at the run's end (often at exit): one line, the record stays interrupted
+            say(f"error: {files.os_error(err)}; the run record in {self.dir} has no summary.json")
+            return
+        finally:
+            self.held.release()
         if t["selections"]:
             say(f"BiLP level 2: kept {t['kept_rows']} of {t['rows']} real rows in {t['selections']} selections "
                 f"({100 * t['kept_rows'] / t['rows']:.1f}%, rule {self.rule}); ITE {t['ite_s']:.2f} s"
