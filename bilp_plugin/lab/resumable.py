@@ -70,7 +70,7 @@ def check_entry(entry: dict[str, Any], name: str) -> str | None:
     if not isinstance(result, dict):
         return "it holds no result"
     accuracy = result.get("accuracy")
-    if not isinstance(accuracy, list) or not accuracy or not all(_number(a, 0.0, 1.0) for a in accuracy):
+    if not isinstance(accuracy, list) or not all(_number(a, 0.0, 1.0) for a in accuracy):
         return f"its accuracy must be numbers in [0, 1], got {accuracy!r}"
     seconds = entry.get("seconds")
     if seconds is not None and not _number(seconds):
