@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bilp_plugin import __version__
+from bilp_plugin import __version__, files
 from bilp_plugin.commands import ablate, apply, demo, launch, plugins, prune, report, score, subset, sweep
 from bilp_plugin.errors import BiLPError
 
@@ -24,13 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    """Parse ``argv`` and run its handler; a :class:`BiLPError` is one line and exit status 2."""
+    """Parse ``argv`` and run its handler; a :class:`BiLPError`, and an :class:`OSError` (a full disk, a
+    permission, a name the file system refuses), is one line and exit status 2."""
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except BiLPError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
+    except OSError as err:
+        print(f"{parser.prog}: error: {files.os_error(err)}", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

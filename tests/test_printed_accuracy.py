@@ -9,10 +9,11 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bilp_plugin import hookimpl
+from bilp_plugin import files, hookimpl
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.lab.report import write_report
 from bilp_plugin.manager import PluginManager
@@ -50,6 +51,10 @@ def test_each_adapter_reads_its_upstreams_line(adapter: str, line: str, mean: fl
     assert not PluginManager().run_hooks("builtin").reads_accuracy()  # no adapter answers: stdout is left alone
 
 
+def _record(folder: Path, upstream: str, read: Any = None) -> RunRecord:
+    return RunRecord(files.hold(folder, "--bilp-out"), BiLPConfig(), upstream, argparse.Namespace(), read)
+
+
 def _close(record: RunRecord) -> dict:
     record.close()
     return json.loads((record.dir / "summary.json").read_text())
@@ -58,7 +63,7 @@ def _close(record: RunRecord) -> dict:
 def test_the_record_keeps_what_the_upstream_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    record = RunRecord(tmp_path / "run", BiLPConfig(), "dc", argparse.Namespace(), printed.dc_family_accuracy)
+    record = _record(tmp_path / "run", "dc", printed.dc_family_accuracy)
     print(EVALUATE % (1, "ConvNet", 0.10, 0.0))  # iteration 0
     sys.stdout.write("Evaluate 2 random ConvNet, mean = 0.")  # a line in two writes
     sys.stdout.write("2500 std = 0.0100\n")
@@ -73,11 +78,11 @@ def test_the_record_keeps_what_the_upstream_printed(tmp_path: Path, monkeypatch:
 
 
 def test_without_a_final_line_the_last_evaluation_counts(tmp_path: Path) -> None:
-    record = RunRecord(tmp_path / "run", BiLPConfig(), "mtt", argparse.Namespace(), printed.dc_family_accuracy)
+    record = _record(tmp_path / "run", "mtt", printed.dc_family_accuracy)
     for acc in (0.3, 0.4):
         print(EVALUATE % (5, "ConvNet", acc, 0.01))
     assert _close(record)["accuracy"]["mean"] == pytest.approx(0.4)
-    plain = RunRecord(tmp_path / "plain", BiLPConfig(), "builtin", argparse.Namespace())
+    plain = _record(tmp_path / "plain", "builtin")
     print(EVALUATE % (5, "ConvNet", 0.5, 0.01))
     assert _close(plain)["accuracy"] is None and _close(plain) == json.loads((plain.dir / "summary.json").read_text())
 
@@ -94,13 +99,13 @@ def test_a_plugin_reads_its_own_line(tmp_path: Path) -> None:
     pm = PluginManager()
     pm.register(Reader(), "reader")
     hooks = pm.run_hooks("builtin")
-    record = RunRecord(tmp_path / "run", BiLPConfig(), "builtin", argparse.Namespace(), hooks.read_accuracy)
+    record = _record(tmp_path / "run", "builtin", hooks.read_accuracy)
     print("ours: 75%")
     assert _close(record)["accuracy"]["mean"] == 0.75
 
 
 def test_the_report_shows_the_printed_accuracy(tmp_path: Path) -> None:
-    record = RunRecord(tmp_path / "runs" / "dm", BiLPConfig(), "dc", argparse.Namespace(), printed.dc_family_accuracy)
+    record = _record(tmp_path / "runs" / "dm", "dc", printed.dc_family_accuracy)
     print(RUN % (1, "ConvNet", 1, "ConvNet", 85.5, 0.0))
     record.close()
     text = write_report([tmp_path / "runs"], tmp_path / "report").read_text()

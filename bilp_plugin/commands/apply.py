@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.status:
+        if args.upstream and not args.adapter:
+            raise BiLPError(f"--upstream is one upstream's clone: name its adapter "
+                            f"({', '.join(m.name for m in apply.manifests())}), e.g. `bilp-apply dc --status "
+                            f"--upstream {args.upstream}`")
         targets = [apply.find_manifest(args.adapter)] if args.adapter else apply.manifests()
         print_table([apply.status_row(m, args.upstream) for m in targets])
         return 0

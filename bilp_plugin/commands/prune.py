@@ -21,7 +21,8 @@ from bilp_plugin import files
 from bilp_plugin.commands.flags import add_data_flags, file_name
 from bilp_plugin.config import CRITERIA, argtype, check_stratum, ratio_type, seed_type
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.lab.datasets import load_dataset
+from bilp_plugin.lab import folders
+from bilp_plugin.lab.datasets import data_root, load_dataset
 from bilp_plugin.logs import say
 from bilp_plugin.method import level1, scorefile
 
@@ -83,13 +84,17 @@ def run(args: argparse.Namespace) -> int:
     score_file = scorefile.load(args.scores) if args.scores else None
     labels = score_file.labels if score_file is not None else None
     dataset = score_file.meta.get("dataset") if score_file is not None else None
-    if args.dataset:
+    files_listed = None
+    if args.dataset == "imagefolder":  # its files (their checksum binds the score file), without their pixels
+        files_listed, labels, _ = folders.image_files(data_root(args.data_root))
+        dataset = args.dataset
+    elif args.dataset:
         labels, dataset = load_dataset(args.dataset, args.data_root).labels.numpy(), args.dataset
     if labels is None:
         raise BiLPError(f"{args.scores} carries no labels (an authors' JSON list): pass --dataset NAME "
                         "(and --data-root DIR) to read them")
     if score_file is not None:
-        scorefile.check_matches(score_file, labels, dataset)
+        scorefile.check_matches(score_file, labels, dataset, files_listed)
     kept = level1.select(score_file.scores if score_file else None, labels, args.alpha, args.criterion, args.seed,
                          args.stratum)
     data = io.BytesIO()

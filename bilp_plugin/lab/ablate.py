@@ -32,7 +32,7 @@ from bilp_plugin import files
 from bilp_plugin.config import check_ratio
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.lab import hosts
-from bilp_plugin.lab.resumable import PointRunner, check_budget, check_settings
+from bilp_plugin.lab.resumable import PointRunner, check_budget, check_owned, check_settings
 
 SETTINGS = {
     "none": ("no pruning", "✗", "✗", "✗"),
@@ -78,9 +78,16 @@ def run(args: AblateSettings) -> int:
         raise BiLPError(f"--alpha and --beta must be > 0 (the settings compare pruning with none), got "
                         f"{args.alpha:g} and {args.beta:g}")
     seeds = hosts.parse_seeds(args.seeds)
-    out = files.check_folder(Path(args.out), "--out")
+    out = Path(args.out)
+    check_owned(out, "ablate.json", "an ablate folder")
+    with files.hold(out, "--out"):
+        check_owned(out, "ablate.json", "an ablate folder")
+        return _run(args, out, started, seeds)
+
+
+def _run(args: AblateSettings, out: Path, started: float, seeds: list[int]) -> int:
+    """The ablation in the folder ``out``, which this process holds."""
     host = hosts.make_host(args, out)  # a host that cannot run here refuses before anything is written
-    out.mkdir(parents=True, exist_ok=True)
     check_settings(out, "ablate.json", {"host": host.name, **{k: asdict(args)[k] for k in FIXED}})
     scores = hosts.score_file(args, out)
     table = points(args.alpha, args.beta, seeds)

@@ -143,7 +143,7 @@ def label(setting: str, args: DemoSettings) -> str:
 def check_out(out: Path, force: bool) -> None:
     """Refuse, before any work, an ``out`` that is neither new, nor empty, nor (with ``force``) a demo folder."""
     files.check_folder(out, "--out")
-    if out.exists() and any(out.iterdir()):
+    if files.visible_entries(out):
         if not force:
             raise BiLPError(f"{out} exists and is not empty: pass --force to replace it, or choose another --out")
         if not (out / MARKER).is_file():
@@ -152,29 +152,37 @@ def check_out(out: Path, force: bool) -> None:
 
 
 def prepare(out: Path, force: bool) -> None:
-    """An empty or new ``out``; with ``force``, a previous demo folder there is removed first."""
+    """Empty the ``out`` this process holds; with ``force``, the previous demo there is removed."""
     check_out(out, force)
-    if out.exists() and any(out.iterdir()):
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    for name in files.visible_entries(out):
+        entry = out / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def run(args: DemoSettings) -> int:
-    """The demo of the module docstring."""
+    """The demo of the module docstring, in ``--out``, which this process holds while it runs."""
     check_ratio("--alpha", args.alpha)
     check_ratio("--beta", args.beta)
-    alphas, seeds = curve_alphas(args), hosts.parse_seeds(args.seeds)
-    start = time.perf_counter()
     out = Path(args.out)
     check_out(out, args.force)
-    new = not out.exists()
+    with files.hold(out, "--out"):
+        return _run(args, out)
+
+
+def _run(args: DemoSettings, out: Path) -> int:
+    alphas, seeds = curve_alphas(args), hosts.parse_seeds(args.seeds)
+    start = time.perf_counter()
+    new = not files.visible_entries(out)
     prepare(out, args.force)
     files.write_json(out / MARKER, {"argv": sys.argv, **asdict(args)}, default=str)
     try:
         host = hosts.make_host(args, out)
     except BiLPError:
         if new:  # refused: leave nothing behind
-            shutil.rmtree(out)
+            (out / MARKER).unlink()
         raise
     scores = hosts.score_file(args, out)
     table = points(args)

@@ -32,6 +32,16 @@ class Skip(Exception):
     """A section has no data to plot; the message says which."""
 
 
+def text(value: object) -> str:
+    """A string from a record as plot text: one line, no mathtext (``$``)."""
+    return " ".join(str(value).split()).replace("$", r"\$")
+
+
+def code(value: object) -> str:
+    """A string from a record as Markdown inline code (the text between backticks): one line, no backtick."""
+    return " ".join(str(value).split()).replace("`", "'")
+
+
 def _save(fig: Any, out: Path, name: str) -> str:
     fig.tight_layout()
     png = io.BytesIO()
@@ -55,7 +65,7 @@ def score_histograms(runs: list[Run], out: Path) -> list[str]:
         seen.add(key)
         name = _save(_histograms(score_file.scores, _labels(run, score_file), run.kept, run.bilp["alpha"]),
                      out, f"scores-alpha{run.bilp['alpha']:g}-{len(seen)}.png")
-        caption = (f"Level 1 of `{run.name}` (alpha = {run.bilp['alpha']:g}: per class, the samples right of "
+        caption = (f"Level 1 of `{code(run.name)}` (alpha = {run.bilp['alpha']:g}: per class, the samples right of "
                    "the dashed line are pruned):")
         lines += [caption, "", f"![score histograms]({name})", ""]
     if not lines:
@@ -66,7 +76,7 @@ def score_histograms(runs: list[Run], out: Path) -> list[str]:
 def _labels(run: Run, score_file: Any) -> np.ndarray:
     if score_file.labels is not None:
         return np.asarray(score_file.labels)
-    raise Skip(f"the score file of {run.name} carries no labels (an authors' JSON list)")
+    raise Skip(f"the score file of {code(run.name)} carries no labels (an authors' JSON list)")
 
 
 def _histograms(scores: np.ndarray, labels: np.ndarray, kept: np.ndarray, alpha: float) -> Any:
@@ -125,11 +135,11 @@ def stratified_curve(runs: list[Run], out: Path) -> list[str]:
     for method, by_k in sorted(groups.items()):
         ks = sorted(by_k)
         ax.errorbar(ks, [100 * statistics.fmean(by_k[k]) for k in ks],
-                    yerr=[100 * statistics.pstdev(by_k[k]) for k in ks], marker="o", capsize=3, label=method)
+                    yerr=[100 * statistics.pstdev(by_k[k]) for k in ks], marker="o", capsize=3, label=text(method))
         base = [a for r in runs if r.method == method and _is_baseline(r) for a in r.accuracy]
         if base:
             ax.axhline(100 * statistics.fmean(base), linestyle="--", color="0.5",
-                       label=f"{method} full real set")
+                       label=f"{text(method)} full real set")
     ax.set_xticks(range(1, STRATA + 1), [f"S{k}" for k in range(1, STRATA + 1)])
     ax.set_xlabel("loss stratum (S1 = largest loss, S10 = smallest)")
     ax.set_ylabel("test accuracy (%)")
@@ -204,12 +214,12 @@ def diversity(runs: list[Run], out: Path) -> list[str]:
         ax.set_xticks(list(ks), [f"S{k}" for k in ks])
         ax.set_xlabel("loss stratum (S1 = largest loss, S10 = smallest)")
         ax.set_ylabel("intra / inter-class variance (ratio)")
-        ax.set_title(f"Diversity of each stratum: {score_file.meta.get('dataset', '?')} pixels", fontsize=10)
+        ax.set_title(f"Diversity of each stratum: {text(score_file.meta.get('dataset', '?'))} pixels", fontsize=10)
         ax.legend(fontsize=8)
         name = _save(fig, out, "strata-diversity.png")
         table = ["| stratum | " + " | ".join(f"S{k}" for k in ks) + " |", "|---" * (len(ratios) + 1) + "|",
                  "| ratio | " + " | ".join(f"{r:.2f}" for r in ratios) + " |"]
-        caption = (f"Score file of `{run.name}`; features = normalised pixels; dashed: the whole set "
+        caption = (f"Score file of `{code(run.name)}`; features = normalised pixels; dashed: the whole set "
                    f"({whole:.2f}).")
         return [caption, "", f"![stratum diversity]({name})", "", *table]
     raise Skip("no run with a score file that carries labels and a dataset that loads here"
@@ -241,8 +251,8 @@ def level2(runs: list[Run], out: Path) -> list[str]:
         color = f"C{i % 10}"
         x, keep, mu, _, low, high = _level2_series(run.level2)
         rule = run.bilp.get("rule", "paper")
-        keep_ax.plot(x, keep, color=color, marker=".", linewidth=1, label=run.name)
-        stat_ax.plot(x, mu, color=color, marker="." if len(x) < 20 else None, label=f"{run.name} ({rule}) centre")
+        keep_ax.plot(x, keep, color=color, marker=".", linewidth=1, label=text(run.name))
+        stat_ax.plot(x, mu, color=color, marker="." if len(x) < 20 else None, label=f"{text(run.name)} ({rule}) centre")
         stat_ax.fill_between(x, np.nan_to_num(low, neginf=0.0), np.minimum(high, np.nanmax(mu) * 10), color=color,
                              alpha=0.15, label="keep interval" if i == 0 else None)
     beta = float(chosen[0].bilp.get("beta") or 0.0)
@@ -255,7 +265,7 @@ def level2(runs: list[Run], out: Path) -> list[str]:
     keep_ax.legend(fontsize=7)
     stat_ax.legend(fontsize=7)
     name = _save(fig, out, "level2.png")
-    rates = ", ".join(f"`{r.name}` {100 * _kept_share(r.level2):.1f}%" for r in chosen)
+    rates = ", ".join(f"`{code(r.name)}` {100 * _kept_share(r.level2):.1f}%" for r in chosen)
     return [f"Kept share over all selections: {rates}.", "", f"![level 2]({name})"]
 
 
@@ -285,7 +295,7 @@ def ite_share(runs: list[Run], out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(6.5, 1.4 + 0.4 * len(chosen)))
     bars = ax.barh(range(len(chosen)), shares, color="tab:purple")
     ax.bar_label(bars, fmt="%.1f%%", fontsize=8, padding=2)
-    ax.set_yticks(range(len(chosen)), [r.name for r in chosen], fontsize=8)
+    ax.set_yticks(range(len(chosen)), [text(r.name) for r in chosen], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, max(1.0, 1.2 * max(shares)))  # a share above 100% (ITE outside the loop's clock) stays in view
     if max(shares) > 100:

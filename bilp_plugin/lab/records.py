@@ -1,16 +1,21 @@
 """Run records read back (the files :mod:`bilp_plugin.runtime.record` writes), for ``bilp report`` and its plots:
 :func:`load_run` and :func:`find_runs` return :class:`Run`, refusing a damaged file with one line (a truncated last
-line of ``level2.jsonl``, from a killed run, is skipped)."""
+line of ``level2.jsonl``, from a killed run, is skipped). Every value the report uses is checked: its JSON type
+(:data:`FIELDS`), then its range (:data:`RANGES`: finite, within its bounds); the kept indices lie within ``n`` and
+within the score file they were chosen from; a score file named by a relative path is read only inside the record."""
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bilp_plugin.config import CRITERIA, STRATA
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method import scorefile
 from bilp_plugin.runtime.record import CONFIG, KEPT, LEVEL1, LEVEL2, RESULT, SCORES, SUMMARY
@@ -59,13 +64,23 @@ class Run:
         named = (self.level1 or {}).get("scores")
         if named:
             path = Path(named)
-            return path if path.is_absolute() or path.is_file() else self.dir / path
+            if path.is_absolute() or path.is_file():
+                return path
+            inside = (self.dir / path).resolve()
+            return inside if inside.is_relative_to(self.dir.resolve()) else None  # never a path out of the record
         return None
 
     def scores(self) -> scorefile.ScoreFile | None:
-        """The level-1 score file of the run, when it is still readable."""
+        """The level-1 score file of the run, when it is still readable; refused when the kept indices lie beyond
+        it."""
         path = self.scores_path()
-        return scorefile.load(path) if path is not None and path.is_file() else None
+        if path is None or not path.is_file():
+            return None
+        score_file = scorefile.load(path)
+        if self.kept is not None and len(self.kept) and int(self.kept.max()) >= len(score_file.scores):
+            raise _damaged(self.dir / KEPT, f"index {int(self.kept.max())} lies beyond its {len(score_file.scores)} "
+                                            f"scores ({path})")
+        return score_file
 
 
 NUMBER = (int, float)
@@ -75,7 +90,7 @@ FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "bilp": {"criterion": (str,), "alpha": NUMBER, "beta": NUMBER, "stratum": (int, type(None))},
     LEVEL1: {"kept": (int,), "n": (int,), "scores": (str, type(None)), "scores_sha256": (str, type(None))},
     LEVEL2: {"batch": (int,), "kept": (int,), "iteration": (int, type(None)), "mu": OPTIONAL_NUMBER,
-             "sigma": OPTIONAL_NUMBER, "low": OPTIONAL_NUMBER, "high": OPTIONAL_NUMBER},
+             "sigma": OPTIONAL_NUMBER, "low": OPTIONAL_NUMBER, "high": OPTIONAL_NUMBER, "ite_s": OPTIONAL_NUMBER},
     SUMMARY: {"selections": (int,), "ite_s": NUMBER, "matching_loop_s": OPTIONAL_NUMBER,
               "ite_share": OPTIONAL_NUMBER, "accuracy": (dict, type(None))},
     "accuracy": {"mean": NUMBER, "std": OPTIONAL_NUMBER, "networks": (int, type(None))},
@@ -83,6 +98,35 @@ FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
 }
 """The fields the report reads, by file, and their JSON types (absent unless :data:`REQUIRED`)."""
 REQUIRED: dict[str, tuple[str, ...]] = {LEVEL1: ("kept", "n"), LEVEL2: ("batch", "kept"), "accuracy": ("mean",)}
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+def _share(value: float) -> bool:
+    return math.isfinite(value) and 0 <= value < 1
+
+
+def _nonnegative(value: float) -> bool:
+    return math.isfinite(value) and value >= 0
+
+
+def _count(value: int) -> bool:
+    return value >= 0
+
+
+RANGES: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
+    "bilp": {"criterion": (lambda v: v in CRITERIA, f"one of {', '.join(CRITERIA)}"),
+             "alpha": (_share, "in [0, 1)"), "beta": (_share, "in [0, 1)"),
+             "stratum": (lambda v: 1 <= v <= STRATA, f"in 1..{STRATA}")},
+    LEVEL1: {"kept": (_count, ">= 0"), "n": (_count, ">= 0")},
+    LEVEL2: {"iteration": (_count, ">= 0"), "mu": (_finite, "finite"), "sigma": (_nonnegative, "finite and >= 0"),
+             "low": (_finite, "finite"), "high": (_finite, "finite"), "ite_s": (_nonnegative, "finite and >= 0")},
+    SUMMARY: {"selections": (_count, ">= 0"), "ite_s": (_nonnegative, "finite and >= 0"),
+              "matching_loop_s": (_nonnegative, "finite and >= 0"), "ite_share": (_nonnegative, "finite and >= 0")},
+}
+"""The range of each value the report uses, by file (``None`` is left to :data:`FIELDS`): test, and its words."""
 
 
 def _damaged(path: Path, why: str) -> BiLPError:
@@ -101,6 +145,10 @@ def _check_fields(path: Path, value: Any, kind: str) -> dict[str, Any]:
         if key in value and (not isinstance(item, types) or isinstance(item, bool) and bool not in types):
             wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
             raise _damaged(path, f"{key!r} must be {wanted}, got {item!r}")
+    for key, (test, words) in RANGES.get(kind, {}).items():
+        item = value.get(key)
+        if item is not None and not test(item):
+            raise _damaged(path, f"{key!r} must be {words}, got {item!r}")
     return value
 
 
@@ -136,6 +184,8 @@ def _level2(path: Path) -> list[dict[str, Any]]:
         rows.append(_check_fields(path, row, LEVEL2))
         if not 0 <= row["kept"] <= row["batch"] or row["batch"] < 1:
             raise _damaged(path, f"line {number}: kept {row['kept']} of a batch of {row['batch']}")
+        if row.get("low") is not None and row.get("high") is not None and row["low"] > row["high"]:
+            raise _damaged(path, f"line {number}: 'low' above 'high' ({row['low']} > {row['high']})")
     return rows
 
 
@@ -161,10 +211,14 @@ def load_run(path: Path, name: str | None = None) -> Run:
         raise BiLPError(f"{path} holds no run record (no config.json): pass a folder a --bilp run wrote")
     _check_fields(path / CONFIG, config.get("bilp", {}), "bilp")
     level1 = _json(path / LEVEL1, LEVEL1)
+    if level1 is not None and level1["kept"] > level1["n"]:
+        raise _damaged(path / LEVEL1, f"'kept' must be in 0..'n' ({level1['n']}), got {level1['kept']}")
     result = _json(path / RESULT, RESULT)
     accuracy = (result or {}).get("accuracy", [])
     if not all(isinstance(a, NUMBER) and not isinstance(a, bool) for a in accuracy):
         raise _damaged(path / RESULT, f"'accuracy' must be a list of numbers, got {accuracy!r}")
+    if not all(math.isfinite(a) and 0 <= a <= 1 for a in accuracy):
+        raise _damaged(path / RESULT, f"'accuracy' must be numbers in [0, 1] (test accuracies), got {accuracy!r}")
     summary = _json(path / SUMMARY, SUMMARY)
     if (summary or {}).get("accuracy") is not None:
         _check_fields(path / SUMMARY, summary["accuracy"], "accuracy")

@@ -21,6 +21,7 @@ statistics per iteration; ITE time share per run.
 
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
 
@@ -51,6 +52,11 @@ def _accuracy(run: Run) -> str:
     return f"{100 * printed['mean']:.1f}{spread} (printed{networks})"
 
 
+def cell(value: object) -> str:
+    """A string from a record as a Markdown table cell: one line, its ``|`` and HTML escaped."""
+    return " ".join(str(value).split()).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+
+
 def runs_table(runs: list[Run]) -> list[str]:
     lines = ["| run | upstream | method | criterion | alpha | beta | real kept | accuracy (%) | ITE share |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -59,7 +65,8 @@ def runs_table(runs: list[Run]) -> list[str]:
         crit = b.get("criterion", "?") + (f" S{b['stratum']}" if b.get("stratum") else "")
         kept = f"{r.level1['kept']}/{r.level1['n']}" if r.level1 else "all"
         share = f"{100 * r.ite_share:.0f}%" if r.ite_share is not None else "-"
-        lines.append(f"| {r.name} | {r.config.get('upstream', '?')} | {r.method} | {crit} | {b.get('alpha')} | "
+        lines.append(f"| {cell(r.name)} | {cell(r.config.get('upstream', '?'))} | {cell(r.method)} | {cell(crit)} | "
+                     f"{b.get('alpha')} | "
                      f"{b.get('beta')} | {kept} | {_accuracy(r)} | {share} |")
     return lines
 
@@ -68,26 +75,30 @@ def check_out(out: Path) -> None:
     """Refuse an output folder that cannot be written, or that holds files other than an earlier report."""
     files.check_folder(out, "--out")
     report = out / REPORT
-    if report.is_dir() or report.is_file() and not report.read_bytes().startswith(TITLE.encode()):
-        raise BiLPError(f"{report} exists and is not a report of `bilp report`: choose another --out")
-    if not report.exists() and out.is_dir() and any(out.iterdir()):
-        raise BiLPError(f"--out {out} holds other files: choose a new or empty folder (or one holding an earlier "
-                        "report)")
+    with files.as_input_error():
+        if report.is_dir() or report.is_file() and not report.read_bytes().startswith(TITLE.encode()):
+            raise BiLPError(f"{report} exists and is not a report of `bilp report`: choose another --out")
+        if not report.exists() and files.visible_entries(out):
+            raise BiLPError(f"--out {out} holds other files: choose a new or empty folder (or one holding an "
+                            "earlier report)")
 
 
 def write_report(paths: list[Path], out: Path) -> Path:
-    """Write ``out/report.md`` and its PNGs; returns the Markdown file."""
+    """Write ``out/report.md`` and its PNGs, built in a staging folder and swapped into place whole (a kill leaves
+    the earlier report, or none); ``out`` is held by this process meanwhile. Returns the Markdown file."""
     runs = find_runs([Path(p) for p in paths])
     check_out(out)
-    out.mkdir(parents=True, exist_ok=True)
-    sections = [f"{TITLE}{len(runs)} run(s)", "", *runs_table(runs), ""]
-    for title, make in plots.SECTIONS:
-        sections += [f"## {title}", ""]
-        try:
-            lines = make(runs, out)
-        except plots.Skip as skip:
-            lines = [f"Skipped: {skip}."]
-        sections += [*lines, ""]
-    report = out / REPORT
-    files.write_text(report, "\n".join(sections))
-    return report
+    folder = Path(os.path.realpath(out)) if os.path.islink(out) else out  # a link to a folder: that folder
+    with files.hold(folder, "--out"), files.staging(folder) as stage:
+        check_out(folder)  # as it is now that no other process may change it
+        sections = [f"{TITLE}{len(runs)} run(s)", "", *runs_table(runs), ""]
+        for title, make in plots.SECTIONS:
+            sections += [f"## {title}", ""]
+            try:
+                lines = make(runs, stage)
+            except plots.Skip as skip:
+                lines = [f"Skipped: {skip}."]
+            sections += [*lines, ""]
+        files.write_text(stage / REPORT, "\n".join(sections))
+        files.swap_in(stage, folder)
+    return out / REPORT

@@ -8,7 +8,11 @@ Layout of the command's folder ``<out>/``:
 * ``points/<point>.json``: ``{"point", "result", "record", "seconds"}`` once the point has finished: the host's
   result, the level-2 totals of its record (``summary.json``: rows, kept rows, ITE share) and its wall seconds.
   A stored point is never rerun; a point whose run folder exists without it was interrupted and is rerun from
-  scratch.
+  scratch (never while a live process holds that folder). A stored point is checked before it is used: its
+  name, a result with ``accuracy`` (numbers in [0, 1]), finite seconds, record totals that are numbers.
+
+The command's folder is held by one process at a time (:func:`bilp_plugin.files.hold`): a second command on it is
+refused naming the first's pid.
 
 With a budget (``--budget SECONDS``), no point starts once the command's elapsed time plus the mean seconds of the
 points finished so far would exceed it: the command stops early, and rerunning it continues where it stopped.
@@ -19,6 +23,7 @@ reports its phase and step (:mod:`bilp_plugin.lab.progress`).
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import shutil
 import statistics
@@ -50,6 +55,36 @@ def stored_object(file: Path, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BiLPError(f"{file} is damaged ({value}): delete it to {what}")
     return value
+
+
+def _number(value: Any, low: float = 0.0, high: float = math.inf) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+        and low <= value <= high
+
+
+def check_entry(entry: dict[str, Any], name: str) -> str | None:
+    """What is wrong with a stored point ``name`` (``None``: nothing): the fields the tables use."""
+    point, result, totals = entry.get("point"), entry.get("result"), entry.get("record")
+    if not isinstance(point, dict) or point.get("name") != name:
+        return f"it stores point {point.get('name') if isinstance(point, dict) else point!r}, not {name}"
+    if not isinstance(result, dict):
+        return "it holds no result"
+    accuracy = result.get("accuracy")
+    if not isinstance(accuracy, list) or not all(_number(a, 0.0, 1.0) for a in accuracy):
+        return f"its accuracy must be numbers in [0, 1], got {accuracy!r}"
+    seconds = entry.get("seconds")
+    if seconds is not None and not _number(seconds):
+        return f"its seconds must be a finite number >= 0, got {seconds!r}"
+    for key, value in (totals or {}).items() if isinstance(totals, dict) else [("record", totals)]:
+        if value is not None and not _number(value, -math.inf):
+            return f"its record total {key!r} must be a number, got {value!r}"
+    return None
+
+
+def check_owned(out: Path, file_name: str, what: str) -> None:
+    """Refuse, before any work, an ``out`` that is not new, empty, or a folder of this command (``file_name``)."""
+    files.check_folder(out, "--out")
+    files.check_owned(out, "--out", file_name, what)
 
 
 def check_settings(out: Path, file_name: str, settings: dict[str, Any]) -> None:
@@ -117,6 +152,8 @@ class PointRunner:
                 self.results[point.name] = {**entry["result"], "record": entry.get("record")}
                 self.seconds += [entry["seconds"]] if entry.get("seconds") else []
         todo = [p for p in points if p.name not in self.results]
+        for point in todo:
+            self._check_free(point)
         self.total, self.earlier = len(points), len(points) - len(todo)
         say(f"{self.label}: {len(points)} points on the {self.host.name} host: {self.earlier} stored, {len(todo)} "
             f"to run, {min(self.jobs, max(1, len(todo)))} at a time")
@@ -168,13 +205,23 @@ class PointRunner:
         if not file.is_file():
             return None
         entry = stored_object(file, f"run point {point.name} again")
-        if not isinstance(entry.get("result"), dict):
-            raise BiLPError(f"{file} holds no result: delete it to run point {point.name} again")
+        wrong = check_entry(entry, point.name)
+        if wrong is not None:
+            raise BiLPError(f"{file} is damaged ({wrong}): delete it to run point {point.name} again")
         return entry
+
+    def _check_free(self, point: Point) -> None:
+        """Refuse a point whose run folder a live process holds (it runs: it was not interrupted)."""
+        run_dir = self.out / "runs" / point.name
+        pid = files.holder(run_dir)
+        if pid is not None:
+            raise BiLPError(f"{run_dir} is in use by process {pid}, which runs point {point.name}: wait for it to "
+                            "finish, or stop it, then run this command again")
 
     def _fresh(self, point: Point) -> Path:
         """The point's run folder, cleared when an interrupted run left it."""
         run_dir = self.out / "runs" / point.name
+        self._check_free(point)
         if run_dir.exists():
             say(f"{self.label}: {point.name} was interrupted; running it again")
             shutil.rmtree(run_dir)

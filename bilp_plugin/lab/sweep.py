@@ -28,7 +28,7 @@ from typing import Any
 
 from bilp_plugin import files
 from bilp_plugin.lab import curve, hosts, plots
-from bilp_plugin.lab.resumable import PointRunner, check_budget, check_settings
+from bilp_plugin.lab.resumable import PointRunner, check_budget, check_owned, check_settings
 
 FIXED = ("method", "dataset", "ipc", "iterations", "batch_real", "width", "model", "eval_models", "eval_epochs",
          "scores", "score_epochs", "upstream_args")
@@ -66,9 +66,17 @@ def run(args: SweepSettings) -> int:
     check_budget(args.budget)
     alphas, seeds = curve.parse_alphas(args.alphas), hosts.parse_seeds(args.seeds)
     criteria, strata = curve.parse_criteria(args.criteria), curve.parse_strata(args.strata)
-    out = files.check_folder(Path(args.out), "--out")
+    out = Path(args.out)
+    check_owned(out, "sweep.json", "a sweep folder")
+    with files.hold(out, "--out"):
+        check_owned(out, "sweep.json", "a sweep folder")
+        return _run(args, out, started, alphas, seeds, criteria, strata)
+
+
+def _run(args: SweepSettings, out: Path, started: float, alphas: list[float], seeds: list[int],
+         criteria: list[str], strata: list[int]) -> int:
+    """The sweep in the folder ``out``, which this process holds."""
     host = hosts.make_host(args, out)  # a host that cannot run here refuses before anything is written
-    out.mkdir(parents=True, exist_ok=True)
     check_settings(out, "sweep.json", settings(args, host.name))
     scores = hosts.score_file(args, out)
     todo = sweep_points(args)

@@ -63,22 +63,47 @@ def current() -> World:
     return World()
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, least: int = 0) -> int:
     text = os.environ.get(name)
     if text is None:
         return default
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise BiLPError(f"{name}={text!r} is not a count: unset it, or let torchrun set it")
+        value = least - 1
+    if value < least:
+        raise BiLPError(f"{name}={text!r} is not a count{f' >= {least}' if least else ''}: unset it, or let "
+                        "torchrun set it")
     return value
 
 
 def world_size() -> int:
-    """``WORLD_SIZE`` (1 when unset), checked."""
-    return _env_int("WORLD_SIZE", 1)
+    """``WORLD_SIZE`` (1 when unset), checked with the rest of the distributed environment before any process
+    group starts: ``RANK`` within it, ``MASTER_ADDR`` and ``MASTER_PORT`` that a group can meet at, ``LOCAL_RANK``
+    a count. (A rank outside the world, or a group without an address, would wait forever or fail deep in
+    ``torch.distributed``.)"""
+    size = _env_int("WORLD_SIZE", 1, least=1)
+    rank = os.environ.get("RANK")
+    if size == 1:
+        if rank not in (None, "0"):
+            raise BiLPError(f"RANK={rank} without WORLD_SIZE (or with WORLD_SIZE=1): unset RANK, or start the "
+                            "processes with torchrun")
+        return size
+    if rank is None:
+        raise BiLPError(f"WORLD_SIZE={size} needs RANK (0..{size - 1}) in each process: start them with torchrun, "
+                        "which sets both")
+    if _env_int("RANK", 0) >= size:
+        raise BiLPError(f"RANK={rank} must be below WORLD_SIZE={size}: start the processes with torchrun")
+    address, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if address is None or port is None:
+        raise BiLPError(f"WORLD_SIZE={size} needs MASTER_ADDR and MASTER_PORT (where the processes meet): start "
+                        "them with torchrun, which sets both")
+    if not address.strip():
+        raise BiLPError("MASTER_ADDR is empty: set it to the host of rank 0 (torchrun sets it)")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise BiLPError(f"MASTER_PORT={port!r} is not a port (1..65535): set a free port (torchrun sets it)")
+    _env_int("LOCAL_RANK", 0)
+    return size
 
 
 def init_from_env(device: str) -> tuple[World, str]:

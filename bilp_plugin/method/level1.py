@@ -128,6 +128,18 @@ def require_rows(kept_per_class: list[int], rows: int, why: str, alpha: float) -
                         f"class(es) ({listed}), but {why}: lower --bilp-alpha")
 
 
+def require_every_class(subset: Subset, rule: str) -> None:
+    """Refuse a level-1 selection that leaves a class of the real set no sample at all (every upstream draws real
+    rows of each class); ``rule`` names the flags that chose it."""
+    present = np.bincount(subset.labels) if len(subset.labels) else np.zeros(0, dtype=np.int64)
+    empty = [c for c, n in enumerate(subset.kept_per_class) if n == 0 and present[c] > 0]
+    if empty:
+        more = f" nor of {len(empty) - 1} more class(es)" if len(empty) > 1 else ""
+        raise BiLPError(f"level 1 ({rule}) keeps no sample of class {empty[0]} (of its {present[empty[0]]}){more}, "
+                        "but the upstream draws real rows of every class: choose another --bilp-stratum or a "
+                        "lower --bilp-alpha")
+
+
 def _arrays(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)

@@ -31,6 +31,7 @@ import numpy as np
 
 from bilp_plugin import __version__, files, hookimpl
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.logs import say
 
 FORMAT = "bilp-scores/1"
 
@@ -190,6 +191,9 @@ def check_matches(score_file: ScoreFile, labels: Any, dataset: str | None = None
     if recorded is not None and files is not None:
         _check_files(score_file, labels, files, recorded, where)
         return
+    if recorded is not None:
+        say(f"warning: {where} was made on an image folder's files, but this run does not list its files: only "
+            "its sample count and labels are checked against them")
     if len(score_file.scores) != len(labels):
         raise BiLPError(f"{where} has {len(score_file.scores)} scores but the dataset"
                         f"{' ' + dataset if dataset else ''} has {len(labels)} samples: use the score file made "

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from bilp_plugin import files
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.matchstep import MatchStep
 from bilp_plugin.runtime import flags
@@ -31,16 +32,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(fn: F) -> F:
-    """Inside an upstream's process a bad input ends the run with one line and exit status 2, like argparse,
-    instead of a traceback through the upstream's code."""
+    """Inside an upstream's process a bad input, or an OS error on BiLP's files (a full disk), ends the run with one
+    line and exit status 2, like argparse, instead of a traceback through the upstream's code."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except BiLPError as err:
-            print(f"bilp: error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+            message = str(err)
+        except OSError as err:
+            message = files.os_error(err)
+        print(f"bilp: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -86,8 +90,8 @@ def prune_real(args: Any, real: Any, labels: Any, *, upstream: str, dataset: str
     try:
         kept = current.start_experiment(labels, images, dataset, real)
         return real if kept is None else current.hooks.restrict_real(real, kept)
-    except BiLPError:
-        if first:  # refused before its first matching step: the run leaves no record
+    except (BiLPError, OSError):
+        if first:  # refused (or its record could not be written) before its first matching step: no record
             current.discard()
         raise
 

@@ -4,8 +4,10 @@
 
 Every value is checked when the upstream parses its command line, before it loads data or creates a folder: each
 flag by its argparse type, ``--bilp`` itself by the adapter's ``check_script`` hook (does this script run BiLP at
-all?), then, with ``--bilp``, the flags together (:func:`check_parsed`: the config, the score file, the record
-folder). Without ``--bilp`` nothing is checked, and a ``--bilp-*`` flag given anyway prints one warning line on
+all?), then, with ``--bilp``, the flags together (:func:`check_parsed`: the config, the adapter's ``check_run``
+when the patch names its upstream, the score file, the record folder), and flags that do nothing in the given
+combination get one warning line (level-2 flags with ``--bilp-beta 0``, a score file with ``--bilp-criterion
+random``). Without ``--bilp`` nothing is checked, and a ``--bilp-*`` flag given anyway prints one warning line on
 stderr (no random number, no clock, no file).
 """
 
@@ -63,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None, 
 
     def parse_and_check(args: Sequence[str] | None = None, namespace: Any = None) -> tuple[Any, list[str]]:
         parsed, extras = parse_known_args(args, namespace)
-        check_parsed(parser, parsed, sys.argv[1:] if args is None else list(args))
+        check_parsed(parser, parsed, sys.argv[1:] if args is None else list(args), upstream)
         return parsed, extras
 
     parser.parse_known_args = parse_and_check  # type: ignore[method-assign]  # parse_args calls it
@@ -75,9 +77,11 @@ def given_flags(argv: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_parsed(parser: argparse.ArgumentParser, args: Any, argv: Sequence[str]) -> None:
+def check_parsed(parser: argparse.ArgumentParser, args: Any, argv: Sequence[str], upstream: str | None = None
+                 ) -> None:
     """The flags together, right after parsing: without ``--bilp``, one warning line when ``--bilp-*`` flags were
-    given; with it, the config, the score file and the record folder, refused with argparse's one-line error."""
+    given; with it, the config, the adapter's ``check_run`` (with ``upstream``), the score file and the record
+    folder, refused with argparse's one-line error, then one warning line for flags that do nothing here."""
     if not getattr(args, "bilp", False):
         ignored = given_flags(argv)
         if ignored:
@@ -85,11 +89,33 @@ def check_parsed(parser: argparse.ArgumentParser, args: Any, argv: Sequence[str]
         return
     try:
         config = from_args(args)
+        if upstream is not None:  # the adapter's refusals, before the script loads data or makes a folder
+            get_manager().run_hooks(upstream).check_run(args, config)
         if config.scores is not None:
             scorefile.load(config.scores)
         check_out(config.out)
     except BiLPError as err:
         parser.error(str(err))
+    idle = idle_flags(config, given_flags(argv))
+    if idle:
+        say(f"warning: {'; '.join(idle)}: ignored")
+
+
+def idle_flags(config: BiLPConfig, given: Sequence[str]) -> list[str]:
+    """Each group of given flags that does nothing with ``config``, in words (empty: all of them act)."""
+    groups = []
+    if not config.level2:
+        options = {f.option for f in FLAGS if f.level2 and f.field != "beta"}
+        level2 = [option for option in given if option in options]
+        if level2:
+            groups.append(f"{', '.join(level2)} {'does' if len(level2) == 1 else 'do'} nothing with --bilp-beta 0 "
+                          "(level 2 off)")
+    if config.criterion == "random":
+        scoring = [option for option in given if option in ("--bilp-scores", "--bilp-score-epochs")]
+        if scoring:
+            groups.append(f"{', '.join(scoring)} {'does' if len(scoring) == 1 else 'do'} nothing with "
+                          "--bilp-criterion random (no scores are read)")
+    return groups
 
 
 def from_args(args: argparse.Namespace | Any) -> BiLPConfig:

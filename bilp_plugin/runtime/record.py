@@ -61,44 +61,42 @@ CONFIG, LEVEL1, KEPT, SCORES, LEVEL2, SUMMARY, RESULT = ("config.json", "level1.
 RECORD_FILES = (CONFIG, LEVEL1, KEPT, SCORES, LEVEL2, SUMMARY, RESULT)
 
 
-def interrupted(folder: Path) -> bool:
-    """Whether ``folder`` holds the record of a run that was killed: no ``summary.json``, and the process its
-    ``config.json`` names no longer runs on this machine."""
-    if (folder / SUMMARY).exists():
-        return False
-    try:
-        process = json.loads((folder / CONFIG).read_text()).get("process", {})
-        pid, host = int(process["pid"]), process["host"]
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return False
-    return host == socket.gethostname() and pid != os.getpid() and not files.process_alive(pid)
-
-
 def check_out(out: str | Path | None) -> Path | None:
-    """Refuse, before any work, a ``--bilp-out`` that cannot hold a new record: a file, a folder below a file, a
-    folder without write permission, or a folder holding the record of another run (an interrupted one is
-    replaced). Returns ``out`` as a path."""
+    """Refuse, before any work, a ``--bilp-out`` that cannot hold a new record: a link to nothing or to itself, a
+    file, a folder below a file, a folder without write permission, a folder holding files that are not a run
+    record, a folder a live process holds, or the finished record of another run (an interrupted one, whose
+    process has ended without its ``summary.json``, is replaced). Returns ``out`` as a path."""
     path = Path(out) if out else None
     files.check_folder(path or Path("bilp_runs"), "--bilp-out")
-    if path is not None and (path / CONFIG).exists() and not interrupted(path):
+    if path is None or not path.is_dir():
+        return path
+    pid = files.holder(path)
+    if pid is not None:
+        raise BiLPError(f"--bilp-out {path} is in use by process {pid} (another run writes its record there): "
+                        "wait for it to finish, or choose another --bilp-out")
+    entries = files.visible_entries(path)
+    if entries and not (path / CONFIG).is_file():
+        raise BiLPError(f"--bilp-out {path} holds files that are not a run record ({', '.join(entries[:3])}): "
+                        "choose a new or empty folder")
+    if (path / SUMMARY).exists():
         raise BiLPError(f"{path} already holds a run record: choose another --bilp-out")
     return path
 
 
 class RunRecord:
-    """Writes the files above; refuses to write into a folder that already holds a record. Never calls
-    ``time.time`` (a reproducible launch replaces it with a counting clock that the upstream also reads)."""
+    """Writes the files above into the folder ``held`` holds for this process (:func:`bilp_plugin.files.hold`,
+    released when the record closes), which :func:`check_out` accepted. Never calls ``time.time`` (a
+    reproducible launch replaces it with a counting clock that the upstream also reads)."""
 
-    def __init__(self, out: str | Path | None, config: BiLPConfig, upstream: str, upstream_args: Any,
+    def __init__(self, held: files.Hold, config: BiLPConfig, upstream: str, upstream_args: Any,
                  read_accuracy: Callable[[str], printed.Accuracy | None] | None = None) -> None:
-        self.dir = check_out(out) or default_out(upstream)
-        self.created = [p for p in (self.dir, *self.dir.parents) if not p.exists()]
+        self.held = held
+        self.dir = held.folder
         self.written: set[str] = set()
         if (self.dir / CONFIG).exists():
             say(f"replacing the interrupted run record in {self.dir}")
             for name in RECORD_FILES:
                 (self.dir / name).unlink(missing_ok=True)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.started = time.perf_counter()
         self.rule = config.rule
         self.closed = False
@@ -173,9 +171,15 @@ class RunRecord:
         loop = (last - first) if first is not None and last is not None else None
         t = self.totals
         share = t["ite_s"] / loop if loop else None
-        self._write_json(SUMMARY, {**t, "rule": self.rule, "matching_loop_s": loop, "ite_share": share,
-                                   "wall_s": time.perf_counter() - self.started, "accuracy": accuracy,
-                                   "evaluations": self.evaluations})
+        try:
+            self._write_json(SUMMARY, {**t, "rule": self.rule, "matching_loop_s": loop, "ite_share": share,
+                                       "wall_s": time.perf_counter() - self.started, "accuracy": accuracy,
+                                       "evaluations": self.evaluations})
+        except OSError as err:  # at the run's end (often at exit): one line, the record stays interrupted
+            say(f"error: {files.os_error(err)}; the run record in {self.dir} has no summary.json")
+            return
+        finally:
+            self.held.release()
         if t["selections"]:
             say(f"BiLP level 2: kept {t['kept_rows']} of {t['rows']} real rows in {t['selections']} selections "
                 f"({100 * t['kept_rows'] / t['rows']:.1f}%, rule {self.rule}); ITE {t['ite_s']:.2f} s"
@@ -189,11 +193,7 @@ class RunRecord:
         self._untap()
         for name in self.written:
             (self.dir / name).unlink(missing_ok=True)
-        for folder in self.created:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty: it holds files of others
-                break
+        self.held.discard()
 
     def _write_json(self, name: str, payload: dict[str, Any]) -> None:
         self.written.add(name)

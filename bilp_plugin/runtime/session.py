@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bilp_plugin import files
 from bilp_plugin.config import STRATA, BiLPConfig, ScoringConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.logs import say
@@ -18,13 +19,13 @@ from bilp_plugin.method.level2 import LazySelector
 from bilp_plugin.method.matchstep import MatchStep
 from bilp_plugin.method.realset import RealSet
 from bilp_plugin.runtime.flags import from_args
-from bilp_plugin.runtime.record import RunRecord, check_out
+from bilp_plugin.runtime.record import RunRecord, check_out, default_out
 
 
 class Session:
-    """Checks the run (``check_run``) and its record folder; at the first experiment, level 1 (checked by
-    ``check_level1``), and only then creates the run record, so that a refused run leaves none; hands level 1 to
-    ``after_level1``; a fresh level-2 selector per experiment."""
+    """Checks the run (``check_run``) and its record folder, and holds the folder for this process; at the first
+    experiment, level 1 (checked by ``check_level1``), and only then creates the run record, so that a refused run
+    leaves none; hands level 1 to ``after_level1``; a fresh level-2 selector per experiment."""
 
     def __init__(self, args: Any, upstream: str, manager: PluginManager | None = None) -> None:
         self.args = args
@@ -32,7 +33,8 @@ class Session:
         self.config: BiLPConfig = from_args(args)
         self.hooks = (manager or get_manager()).run_hooks(upstream)  # the run's adapter, resolved once
         self.hooks.check_run(args, self.config)
-        check_out(self.config.out)
+        out = check_out(self.config.out) or default_out(upstream)
+        self.held = files.hold(out, "--bilp-out")  # a second run on this folder is refused from now on
         self.record: RunRecord | None = None
         self.kept: np.ndarray | None = None
         self.selector: LazySelector | None = None
@@ -47,8 +49,9 @@ class Session:
             subset = level1.Subset(label_array)
             if self.config.level1:
                 subset = self._level1(label_array, images, dataset, real)
+                level1.require_every_class(subset, self._rule())
                 self.hooks.check_level1(self.args, self.config, subset)
-            self.record = RunRecord(self.config.out, self.config, self.upstream, self.args,
+            self.record = RunRecord(self.held, self.config, self.upstream, self.args,
                                     self.hooks.read_accuracy if self.hooks.reads_accuracy() else None)
             say(f"BiLP run record: {self.record.dir}")
             if self.config.level1:
@@ -64,11 +67,14 @@ class Session:
         if self.record is not None:
             self.record.discard()
             self.record = None
+        self.held.discard()
 
     def close(self) -> None:
         """Write the record's summary (when the run got as far as a record)."""
         if self.record is not None:
             self.record.close()
+        else:
+            self.held.discard()
 
     def _level1(self, labels: np.ndarray, images: torch.Tensor | None, dataset: str | None,
                 real: Any) -> level1.Subset:
@@ -88,9 +94,11 @@ class Session:
             self.record.scores(self._made)
             subset.summary.update(scores=self._made.path, scores_sha256=self._made.sha256)
         self.record.level1(subset.kept, subset.summary)
-        rule = (f"stratum S{self.config.stratum} of {STRATA}" if self.config.criterion == "stratum"
+        say(f"BiLP level 1: kept {len(subset.kept)} of {len(subset.labels)} real samples ({self._rule()})")
+
+    def _rule(self) -> str:
+        return (f"stratum S{self.config.stratum} of {STRATA}" if self.config.criterion == "stratum"
                 else f"{self.config.criterion}, alpha={self.config.alpha}")
-        say(f"BiLP level 1: kept {len(subset.kept)} of {len(subset.labels)} real samples ({rule})")
 
     def _scores(self, labels: np.ndarray, images: torch.Tensor | None, dataset: str | None,
                 real: Any) -> scorefile.ScoreFile:

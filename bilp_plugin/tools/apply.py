@@ -230,9 +230,17 @@ def status_row(manifest: Manifest, upstream: str | Path | None = None) -> dict[s
     try:
         repo = _repo(manifest, upstream)
     except BiLPError:
+        if upstream:  # the path the user named: say what it is
+            raise
         row["commit"] = "not initialised"
         return row
     with repo:
+        if not repo.head.is_valid():
+            if upstream:
+                raise BiLPError(f"--upstream {upstream} has no commit (an empty git repository): clone "
+                                f"{manifest.upstream} there, or name your clone of it")
+            row["commit"] = "no commit"
+            return row
         head = repo.head.commit.hexsha
         row.update(commit=head[:12], pinned="yes" if head == manifest.commit else "no")
         if head != manifest.commit:
