@@ -185,6 +185,31 @@ def test_demo_runs_cifar10_where_the_data_root_holds_it(tmp_path: Path, monkeypa
     assert demo.resolve(_demo_args("--data-root", str(tmp_path))).dataset == "digits"  # no CIFAR-10 there
 
 
+def test_download_fetches_cifar10_once_and_says_so_when_it_cannot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import torchvision.datasets
+    from fake_data import write_cifar10
+
+    fetched: list[str] = []
+
+    def fetch(root: str, train: bool, download: bool) -> None:  # what torchvision's CIFAR10 leaves on disk
+        assert download and train
+        fetched.append(root)
+        write_cifar10(Path(root), per_class=2, test_per_class=1)
+
+    monkeypatch.delenv("BILP_DATA", raising=False)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", fetch)
+    args = demo.resolve(_demo_args("--download", str(tmp_path / "data")))
+    assert fetched == [str(tmp_path / "data")] and (args.dataset, args.data_root) == ("cifar10", str(tmp_path / "data"))
+
+    def offline(root: str, train: bool, download: bool) -> None:
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(BiLPError, match="cannot download CIFAR-10 .* without a connection, pass --data-root DIR"):
+        demo.resolve(_demo_args("--download", str(tmp_path / "none")))
+
+
 @pytest.mark.parametrize(("loss", "words"), [
     ((0.30, 0.31), "Pruning by loss beat random selection of the same size beyond noise at alpha 0.9"),
     ((0.25, 0.26), "Pruning by loss did not beat random selection of the same size beyond noise"),

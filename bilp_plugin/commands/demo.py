@@ -29,10 +29,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    default=None, help="comma-separated alphas of the curve")
     p.add_argument("--strata", action=argparse.BooleanOptionalAction, default=None,
                    help="also distill from each loss decile S1..S10 (Fig. 3), at the first seed")
+    p.add_argument("--download", metavar="DIR", type=argtype(file_name), default=None,
+                   help="on a connected machine: fetch CIFAR-10 into DIR with torchvision (once) and run the "
+                        "CIFAR-10 demo from there")
     p.add_argument("--out", type=argtype(file_name), default="bilp_demo", help="output folder")
     p.add_argument("--force", action="store_true", help="replace an existing demo folder")
     p.set_defaults(run=run, dataset=None, **{name: None for name in demo.PRESETS["digits"]})
-    p.epilog = ("Without --dataset: cifar10 when the data root holds cifar-10-batches-py, else digits. Unset "
+    p.epilog = ("Without --dataset: cifar10 when the data root holds cifar-10-batches-py (or with --download), "
+                "else digits. Unset "
                 "settings come from the dataset's preset: " + "; ".join(
                     f"{name}: " + ", ".join(_flag(k, v) for k, v in preset.items())
                     for name, preset in demo.PRESETS.items()) + " (docs/demo.md).")

@@ -74,13 +74,30 @@ def pick_dataset(root: str | None) -> str:
     else:
         where = "no data root (--data-root or BILP_DATA)"
     say(f"{where}: the digits demo, which needs no data. Digits has too little diversity for pruning by loss to "
-        f"beat random selection (the paper, Sec. 5.5); pass --data-root DIR holding {CIFAR10} (docs/data.md) for "
-        "the CIFAR-10 demo")
+        f"beat random selection (the paper, Sec. 5.5); pass --data-root DIR holding {CIFAR10} (docs/data.md), or "
+        "--download DIR on a connected machine, for the CIFAR-10 demo")
     return "digits"
 
 
+def download_cifar10(root: str) -> None:
+    """CIFAR-10 in torchvision's layout under ``root``, fetched (and checked against its md5s) by torchvision, on a
+    connected machine; nothing is fetched when it is there already."""
+    from torchvision.datasets import CIFAR10 as Torchvision
+
+    say(f"CIFAR-10 into {root} (torchvision's download, about 170 MB, once)")
+    try:
+        Torchvision(root, train=True, download=True)
+    except (OSError, RuntimeError) as err:  # no connection: urllib's URLError is an OSError
+        raise BiLPError(f"cannot download CIFAR-10 into {root} ({err}): without a connection, pass --data-root DIR "
+                        f"holding {CIFAR10} (docs/data.md), or --dataset digits") from None
+
+
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """``args`` with the dataset picked (when not given) and every setting left unset taken from its preset."""
+    """``args`` with the dataset picked (when not given; ``--download DIR`` fetches CIFAR-10 first) and every
+    setting left unset taken from its preset."""
+    if args.download:
+        download_cifar10(args.download)
+        args.data_root = args.download
     if args.dataset is None:
         args.dataset = pick_dataset(args.data_root)
     for name, value in PRESETS.get(args.dataset, PRESETS["digits"]).items():
