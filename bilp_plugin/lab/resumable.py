@@ -39,7 +39,6 @@ from bilp_plugin.errors import BiLPError
 from bilp_plugin.lab.hosts import Host, Point
 from bilp_plugin.lab.progress import eta_line
 from bilp_plugin.logs import say
-from bilp_plugin.runtime.record import RUN_FOLDER
 
 INCOMPLETE = 3
 """Exit status of a command stopped by its budget with points left (rerun it to continue)."""
@@ -226,8 +225,6 @@ class PointRunner:
         if run_dir.exists():
             say(f"{self.label}: {point.name} was interrupted; running it again")
             shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
-        (run_dir / RUN_FOLDER).touch()  # the host may put the upstream's own files here before the record
         return run_dir
 
     def _finish(self, point: Point, result: dict[str, Any], seconds: float) -> None:

@@ -56,7 +56,7 @@ CONFIG, LEVEL1, KEPT, SCORES, LEVEL2, SUMMARY, RESULT = ("config.json", "level1.
                                                          "scores.npz", "level2.jsonl", "summary.json", "result.json")
 RECORD_FILES = (CONFIG, LEVEL1, KEPT, SCORES, LEVEL2, SUMMARY, RESULT)
 RUN_FOLDER = ".bilp-run"
-"""Marks a folder a bilp command made for one run's record (a sweep's point), which its host may fill with the
+"""Marks a folder a host made for one run's record (a launched upstream's point), which it fills with the
 upstream's own output and log before the run starts."""
 
 
