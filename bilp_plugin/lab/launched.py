@@ -36,7 +36,7 @@ from bilp_plugin.errors import BiLPError
 from bilp_plugin.hosting import HostSettings, Point
 from bilp_plugin.lab.hosts import upstream_args
 from bilp_plugin.lab.progress import PointProgress
-from bilp_plugin.runtime.record import write_result
+from bilp_plugin.runtime.record import RUN_FOLDER, write_result
 from bilp_plugin.tools import apply
 
 TREE_MARKER = ".bilp-tree"
@@ -257,6 +257,7 @@ class LaunchedHost:
         run_dir, scores = run_dir.resolve(), scores.resolve()
         upstream = run_dir / "upstream"
         upstream.mkdir(parents=True, exist_ok=True)
+        (run_dir / RUN_FOLDER).touch()  # the record may begin in a folder that holds the upstream's own files
         progress = PointProgress(point.name)
         start = time.perf_counter()
         evaluating = 0.0

@@ -59,6 +59,9 @@ def default_out(upstream: str) -> Path:
 CONFIG, LEVEL1, KEPT, SCORES, LEVEL2, SUMMARY, RESULT = ("config.json", "level1.json", "kept_indices.npy",
                                                          "scores.npz", "level2.jsonl", "summary.json", "result.json")
 RECORD_FILES = (CONFIG, LEVEL1, KEPT, SCORES, LEVEL2, SUMMARY, RESULT)
+RUN_FOLDER = ".bilp-run"
+"""Marks a folder a host made for one run's record (a launched upstream's point), which it fills with the
+upstream's own output and log before the run starts."""
 
 
 def check_out(out: str | Path | None) -> Path | None:
@@ -75,7 +78,7 @@ def check_out(out: str | Path | None) -> Path | None:
         raise BiLPError(f"--bilp-out {path} is in use by process {pid} (another run writes its record there): "
                         "wait for it to finish, or choose another --bilp-out")
     entries = files.visible_entries(path)
-    if entries and not (path / CONFIG).is_file():
+    if entries and not (path / CONFIG).is_file() and not (path / RUN_FOLDER).is_file():
         raise BiLPError(f"--bilp-out {path} holds files that are not a run record ({', '.join(entries[:3])}): "
                         "choose a new or empty folder")
     if (path / SUMMARY).exists():
