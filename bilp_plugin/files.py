@@ -291,17 +291,20 @@ def holder(folder: Path) -> int | None:
 
 
 class Hold:
-    """``folder`` held by this process (see :func:`hold`); the folders it created for that."""
+    """``folder`` held by this process (see :func:`hold`); the folders it created for that (absolute: the process
+    may change its working folder meanwhile)."""
 
     def __init__(self, folder: Path, fd: int, created: list[Path]) -> None:
-        self.folder, self.fd, self.created = folder, fd, created
+        self.folder, self.fd = folder, fd
+        self.path = Path(os.path.abspath(folder))
+        self.created = [Path(os.path.abspath(p)) for p in created]
 
     def release(self) -> None:
         """Let another process have the folder (the pid file goes)."""
         if self.fd < 0:
             return
-        if _pid_in(self.folder) == os.getpid():
-            (self.folder / PID_FILE).unlink(missing_ok=True)
+        if _pid_in(self.path) == os.getpid():
+            (self.path / PID_FILE).unlink(missing_ok=True)
         os.close(self.fd)
         self.fd = -1
 
