@@ -14,12 +14,12 @@ from bilp_plugin.errors import BiLPError
 
 Criterion = Literal["loss", "random", "stratum"]
 Side = Literal["both", "small", "large"]
-IteMethod = Literal["exact", "taylor", "taylor-sum"]
+IteMethod = Literal["exact", "taylor", "taylor-sum", "random"]
 Stats = Literal["global", "class"]
 Rule = Literal["relative", "paper"]
 CRITERIA: tuple[str, ...] = ("loss", "random", "stratum")
 SIDES: tuple[str, ...] = ("both", "small", "large")
-ITE_METHODS: tuple[str, ...] = ("exact", "taylor", "taylor-sum")
+ITE_METHODS: tuple[str, ...] = ("exact", "taylor", "taylor-sum", "random")
 STATS: tuple[str, ...] = ("global", "class")
 RULES: tuple[str, ...] = ("relative", "paper")
 STRATA = 10

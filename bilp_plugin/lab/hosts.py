@@ -34,8 +34,8 @@ their own method and ignore it)."""
 
 @dataclass(frozen=True)
 class Point:
-    """One distillation run: level-1 criterion and alpha (stratum K for ``stratum``), level-2 beta and the ITE
-    tail(s) it prunes (``side``), seed."""
+    """One distillation run: level-1 criterion and alpha (stratum K for ``stratum``), level-2 beta, the ITE
+    tail(s) it prunes (``side``) and how the ITE is scored (``ite``; ``random``: the random-drop control), seed."""
 
     name: str
     criterion: str = "loss"
@@ -44,12 +44,15 @@ class Point:
     seed: int = 0
     stratum: int | None = None
     side: str = "both"
+    ite: str = "exact"
 
     def bilp_flags(self, scores: Path) -> list[str]:
         flags = ["--bilp", "--bilp-criterion", self.criterion, "--bilp-alpha", str(self.alpha),
                  "--bilp-beta", str(self.beta), "--bilp-seed", str(self.seed)]
         if self.beta and self.side != "both":
             flags += ["--bilp-side", self.side]
+        if self.beta and self.ite != "exact":
+            flags += ["--bilp-ite", self.ite]
         if self.stratum is not None:
             flags += ["--bilp-stratum", str(self.stratum)]
         if self.criterion != "random":

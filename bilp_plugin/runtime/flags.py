@@ -91,8 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None, 
     g.add_argument("--bilp-stats", choices=STATS, default=d.stats,
                    help=level2_help("level 2: one running ITE statistic for all classes, or one per class"))
     g.add_argument("--bilp-ite", choices=ITE_METHODS, default=d.ite,
-                   help=level2_help("level 2: exact (factored) ITE, or the paper's Taylor approximation (mean or sum "
-                                    "form)"))
+                   help=level2_help("level 2: exact (factored) ITE, the paper's Taylor approximation (mean or sum "
+                                    "form), or random (the control: seeded random scores, no ITE, same rule and "
+                                    "counts)"))
     g.add_argument("--bilp-min-keep", type=count_type("--bilp-min-keep"), default=d.min_keep,
                    help=level2_help("level 2: never keep fewer rows"))
     g.add_argument("--bilp-seed", type=seed_type("--bilp-seed"), default=d.seed,
