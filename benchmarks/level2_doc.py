@@ -1,0 +1,306 @@
+"""Write ``docs/level2.md`` (should a user turn level 2 on?) from the runs of three studies; nothing in it is typed
+by hand, and the paper's Table 5 is the data below.
+
+    python benchmarks/level2_doc.py --planted $OUT/planted --ablate $OUT/ablate-cifar10-DM-ipc1 \\
+        $OUT/ablate-cifar10-DC-ipc1 --cost $OUT/cost [--range-finder $OUT/range-finder.md] --out docs/level2.md
+
+* ``--planted``: the ``<dataset>-s<seed>.json`` files of ``benchmarks/planted_rows.py`` (what level 2 removes);
+* ``--ablate``: ``bilp ablate`` folders (Table 5 with the random-drop control; statistics as in
+  ``benchmarks/reproduction_doc.py``: the seed is the unit, its variance pooled over the six settings of a folder);
+* ``--cost``: ``<run>-b<batch>.md`` outputs of ``benchmarks/bench_overhead.py`` (the first line: its command);
+* ``--range-finder``: optional output of ``benchmarks/lowrank_ite.py`` at batch 256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from reproduction_doc import Noise, resolved, t975, verdict
+
+from bilp_plugin.lab import hosts
+from bilp_plugin.lab.ablate import SETTINGS
+
+# The paper's Table 5 (Xu et al., ECCV 2024): CIFAR-10, accuracy %, mean ± std. The table does not name its base
+# method; its no-pruning column equals IDC's row of Table 4 (50.6 ± 0.4, 67.5 ± 0.5), so it is BiLP+IDC.
+PAPER_TABLE5 = {
+    1: {"none": (50.6, 0.4), "level1": (51.0, 0.3), "small": (51.0, 0.3), "large": (51.2, 0.3), "both": (51.3, 0.3)},
+    10: {"none": (67.5, 0.5), "level1": (68.5, 0.1), "small": (68.7, 0.4), "large": (68.9, 0.5), "both": (69.2, 0.1)},
+}
+"""Setting -> (mean, std); the paper has no random-drop control."""
+KIND_LABELS = {"mislabeled": "mislabeled (another class)", "noise": "Gaussian noise", "duplicate": "near-duplicate",
+               "hardest": "hardest loss decile (S1)", "easiest": "easiest loss decile (S10)"}
+SCORERS = ("dc", "dm", "idc", "idm", "loss", "grad-norm", "feature-dist")
+BAR_CHANGED, BAR_COST = 0.03, 1 / 3
+
+
+# ------------------------------------------------------------------------------------------------ planted
+def load_planted(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(folder.glob("*-s*.json")):
+        data = json.loads(path.read_text())
+        found.setdefault(path.name.rsplit("-s", 1)[0], []).append(data)
+    return found
+
+
+def outside_chance(hits: int, n: int, p0: float) -> bool:
+    """Beyond 1.96 binomial standard errors of chance."""
+    return n > 0 and abs(hits / n - p0) > 1.96 * math.sqrt(p0 * (1 - p0) / n)
+
+
+def planted_section(planted: dict[str, list[dict[str, Any]]]) -> tuple[list[str], dict[str, Any]]:
+    lines = ["## 1. What level 2 removes: planted rows", ""]
+    facts: dict[str, Any] = {}
+    if not planted:
+        return lines + ["Not run.", ""], facts
+    first = next(iter(planted.values()))[0]
+    s = first["settings"]
+    chance = first["tail"] / s["batch"]
+    lines += [f"`python benchmarks/planted_rows.py --dataset D --seeds {s['seeds']} --classes {s['classes']} "
+              f"--batch {s['batch']} --planted {s['planted']} --beta {s['beta']} --train-steps {s['train_steps']}` "
+              f"(D = {', '.join(sorted(planted))}; torch {s['torch']}; level-1 scores: the authors' files). Each real "
+              f"batch holds {s['planted']} planted rows of one kind among {s['batch'] - s['planted']} random rows of "
+              f"its class; beta {s['beta']} is pruned from both tails, {first['tail']} rows each, so chance is "
+              f"{100 * chance:.1f}% per tail. The script's docstring gives the protocol (the meta losses, the "
+              "synthetic row, the network states).", "",
+              f"Cells: share of the planted rows in the **small**-ITE tail / the **large** tail (%), pooled over "
+              f"seeds x classes; **bold** where it differs from chance ({100 * chance:.1f}%) by more than 1.96 "
+              "binomial standard errors (the rows of one batch share a network, so this is a guide, not a test). "
+              "`loss`, `grad-norm`, `feature-dist`: the same rule applied to the cheap per-row proxies.", ""]
+    for dataset, seeds in sorted(planted.items()):
+        for state in ("fresh", "trained"):
+            acc = [d["states"][state]["accuracy"] for d in seeds]
+            label = ("fresh ConvNet" if state == "fresh" else
+                     f"ConvNet after {s['train_steps']} SGD steps on real data")
+            lines += [f"**{dataset}, {label}** (seeds {', '.join(str(d['seed']) for d in seeds)}; network test-ish "
+                      f"accuracy on 2000 training rows {100 * min(acc):.0f}-{100 * max(acc):.0f}%)", "",
+                      "| planted kind | " + " | ".join(SCORERS) + " |", "|---|" + "---|" * len(SCORERS)]
+            for kind, kind_label in KIND_LABELS.items():
+                cells = []
+                for scorer in SCORERS:
+                    n = sum(d["states"][state]["counts"][scorer][kind]["planted"] for d in seeds)
+                    parts = []
+                    for tail in ("small", "large"):
+                        hits = sum(d["states"][state]["counts"][scorer][kind][tail] for d in seeds)
+                        text = f"{100 * hits / n:.0f}"
+                        parts.append(f"**{text}**" if outside_chance(hits, n, chance) else text)
+                        facts[(dataset, state, scorer, kind, tail)] = (hits / n, outside_chance(hits, n, chance))
+                    cells.append(" / ".join(parts))
+                lines.append(f"| {kind_label} | " + " | ".join(cells) + " |")
+            lines += ["", f"Agreement of each proxy with each ITE ({dataset}, {state}): share of the rows the ITE "
+                      f"drops that the proxy also drops (chance {100 * 2 * chance:.0f}%), and Spearman's rho over "
+                      "all rows (mean over batches)", "",
+                      "| proxy | " + " | ".join(("dc", "dm", "idc", "idm")) + " |", "|---|---|---|---|---|"]
+            for proxy in ("loss", "grad-norm", "feature-dist"):
+                cells = []
+                for loss in ("dc", "dm", "idc", "idm"):
+                    a = [d["states"][state]["agreement"][f"{proxy}|{loss}"] for d in seeds]
+                    share = sum(x["both"] for x in a) / sum(x["dropped"] for x in a)
+                    rhos = [r for x in a for r in x["rho"]]
+                    rho = sum(rhos) / len(rhos)
+                    facts[(dataset, state, proxy, loss, "agree")] = (share, rho)
+                    cells.append(f"{100 * share:.0f}% (rho {rho:+.2f})")
+                lines.append(f"| {proxy} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return lines, facts
+
+
+# ------------------------------------------------------------------------------------------------ table 5
+def load_ablation(folder: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    settings = json.loads((folder / "ablate.json").read_text())
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((folder / "points").glob("*.json")):
+        point = json.loads(path.read_text())
+        result = {**point["result"], "record": point.get("record")}
+        found.setdefault(point["point"]["name"].rsplit("-s", 1)[0], []).append(result)
+    return settings, {s: hosts.summary(found[s]) for s in SETTINGS if s in found}
+
+
+def ablation_section(folders: list[Path]) -> tuple[list[str], list[dict[str, Any]]]:
+    lines = ["## 2. Does it pay? Table 5 with a random-drop control", "",
+             "`bilp ablate` on CIFAR-10 through the patched DatasetCondensation (`--host dc`) at the CPU scale of "
+             "docs/reproduction.md, alpha 0.9 (that document's best pruned setting for DM and DC at ipc 1, the "
+             "authors' score file), beta 0.2. The control drops the same share beta of each real batch at random "
+             "(`--bilp-ite random`: seeded random scores through the same keep rule, so the same counts, no ITE). "
+             "Statistics as in docs/reproduction.md: the seed is the unit (the networks of one seed share its "
+             "synthetic set), its variance pooled over the six settings of a table; a difference is resolved beyond "
+             "Student's t (97.5%) times its se. The paper's column is its Table 5 (CIFAR-10, ipc 1, full scale; "
+             "its base method is IDC, and it has no random control).", ""]
+    verdicts = []
+    for folder in folders:
+        if not (folder / "ablate.json").is_file():
+            continue
+        settings, rows = load_ablation(folder)
+        seeds = sorted({r for s in rows.values() for r in range(s["runs"])})
+        runs = {s: r["runs"] for s, r in rows.items()}
+        noise = Noise.pooled(list(rows.values()))
+        lines += [f"### {settings['method']}, {settings['dataset']}, ipc {settings['ipc']}", "",
+                  f"`bilp ablate --host dc --method {settings['method']} --dataset {settings['dataset']} --data-root "
+                  f"$BILP_DATA --ipc {settings['ipc']} --model ConvNetW32 --batch-real {settings['batch_real']} "
+                  f"--iterations {settings['iterations']} --eval-models {settings['eval_models']} --eval-epochs "
+                  f"{settings['eval_epochs']} --seeds S --scores $BILP_SCORES_DIR/{Path(settings['scores']).name} "
+                  f"--alpha {settings['alpha']:g} --beta {settings['beta']:g} --jobs 1 --threads 1 --out "
+                  f"{folder.name}`; seeds per setting: {', '.join(f'{s} {n}' for s, n in runs.items())}.", "",
+                  noise.line(), "",
+                  "| setting | accuracy (%) | kept by level 2 | ITE share | paper (Table 5, IDC, full scale) |",
+                  "|---|---|---|---|---|"]
+        for s, r in rows.items():
+            paper = PAPER_TABLE5[1].get(s)
+            kept = f"{100 * r['level2_kept']:.1f}%" if r["level2_kept"] is not None else "-"
+            share = f"{100 * r['ite_share']:.1f}%" if r["ite_share"] is not None else "-"
+            lines.append(f"| {SETTINGS[s][0]} | {noise.pct(r)} | {kept} | {share} | "
+                         f"{f'{paper[0]:.1f} ± {paper[1]:.1f}' if paper else 'not in the paper'} |")
+        lines += ["", "| difference | ours, pp | paper, pp |", "|---|---|---|"]
+        pairs = [("both", "random"), ("small", "random"), ("large", "random"), ("both", "level1"),
+                 ("random", "level1"), ("level1", "none")]
+        for a, b in pairs:
+            diff = noise.difference(rows.get(a), rows.get(b))
+            paper = (f"{PAPER_TABLE5[1][a][0] - PAPER_TABLE5[1][b][0]:+.1f}"
+                     if a in PAPER_TABLE5[1] and b in PAPER_TABLE5[1] else "-")
+            lines.append(f"| {SETTINGS[a][0]} - {SETTINGS[b][0]} | {verdict(diff)} | {paper} |")
+            verdicts.append({"method": settings["method"], "a": a, "b": b, "diff": diff, "sign": resolved(diff)})
+        n = min(runs.values())
+        if noise.sd is not None:
+            mdd = t975(noise.dof) * noise.sd * math.sqrt(2 / n)
+            need = math.ceil(2 * (t975(noise.dof) * noise.sd / 0.5) ** 2)
+            lines += ["", f"With {n} seed(s) per setting, the smallest difference that resolves is {mdd:.2f} pp; a "
+                      f"0.5-point difference {'resolves' if mdd <= 0.5 else 'does not resolve'} here (it would need "
+                      f"about {need} seeds per setting at this noise)."]
+            verdicts.append({"method": settings["method"], "mdd": mdd, "seeds": n, "need": need})
+        lines.append("")
+    return lines, verdicts
+
+
+# ------------------------------------------------------------------------------------------------ cost
+def parse_cost(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    rows = {}
+    for m in re.finditer(r"^\| (unpatched|exact k=\d+|taylor k=\d+) \| ([\d.]+) \| ([^|]+) \| ([^|]+) \|", text, re.M):
+        rows[m.group(1)] = {"s_unit": float(m.group(2)),
+                            "ite_s": None if m.group(3).strip() == "-" else float(m.group(3)),
+                            "share": None if m.group(4).strip() == "-" else float(m.group(4).strip(" %")) / 100}
+    header = re.search(r"^## (\w+): (.*)$", text, re.M)
+    return {"command": text.splitlines()[0].lstrip("$ "), "script": header.group(2) if header else "?", "rows": rows}
+
+
+def cost_section(folder: Path | None, range_finder: Path | None) -> tuple[list[str], dict[str, Any]]:
+    lines = ["## 3. What it costs at the upstreams' default real batch", ""]
+    facts: dict[str, Any] = {}
+    files = sorted(folder.glob("*-b*.md")) if folder else []
+    if not files:
+        return lines + ["Not run.", ""], facts
+    lines += ["`benchmarks/bench_overhead.py --preset cpu` (the upstream scripts themselves, CPU-scale networks: "
+              "docs/benchmarks.md) with `--batch_real` set to each upstream's default (DC and DM 256, IDC 64, IDM "
+              "256), process CPU time, one thread, on this project's shared 2-core CPU. ITE share = ITE seconds per "
+              "iteration over the unpatched iteration's. Smallest k under 10%: the lazy interval at which the ITE "
+              "share falls below 10%, from the k = 1 share (the ITE's cost per iteration falls as 1/k; the k = 10 "
+              "column checks it).", "",
+              "| run | batch | unpatched s/iter | exact k=1 | exact k=10 | taylor k=1 | taylor k=10 | smallest k < 10% "
+              "(exact / taylor) |", "|---|---|---|---|---|---|---|---|"]
+    for path in files:
+        run, batch = path.stem.rsplit("-b", 1)
+        c = parse_cost(path)
+        r = c["rows"]
+
+        def share(name: str) -> str:
+            return f"{100 * r[name]['share']:.1f}%" if name in r and r[name]["share"] is not None else "-"
+
+        def smallest(kind: str) -> str:
+            one = r.get(f"{kind} k=1")
+            return str(math.ceil(one["share"] / 0.10)) if one and one["share"] is not None else "-"
+
+        facts[run] = {"batch": int(batch), "exact10": r.get("exact k=10", {}).get("share"),
+                      "kmin": smallest("exact")}
+        lines.append(f"| {run} | {batch} | {r['unpatched']['s_unit']:.3f} | {share('exact k=1')} | "
+                     f"{share('exact k=10')} | {share('taylor k=1')} | {share('taylor k=10')} | "
+                     f"{smallest('exact')} / {smallest('taylor')} |")
+    lines += ["", "Commands:", ""] + [f"    {parse_cost(p)['command']}" for p in files] + [""]
+    if range_finder and range_finder.is_file():
+        lines += ["**An approximation at batch 256** (the bar: at most 3% of the keep decisions changed at at most a "
+                  "third of the exact cost):", "", range_finder.read_text().strip(), ""]
+    return lines, facts
+
+
+# ------------------------------------------------------------------------------------------------ the verdict
+def recommendation(planted: dict[str, Any], verdicts: list[dict[str, Any]], cost: dict[str, Any]) -> list[str]:
+    lines = ["## Recommendation", ""]
+    beats = [v for v in verdicts if v.get("b") == "random" and v.get("a") == "both"]
+    wins = [v for v in beats if v["sign"] > 0]
+    losses = [v for v in beats if v["sign"] < 0]
+    mdds = {v["method"]: v for v in verdicts if "mdd" in v}
+    resolvable = ", ".join(f"{m} {v['mdd']:.2f} pp at {v['seeds']} seeds" for m, v in mdds.items())
+    if beats:
+        text = ", ".join(f"{v['method']} {verdict(v['diff'])}" for v in beats)
+        if wins:
+            lines.append(f"- **Accuracy**: full BiLP beat dropping the same share at random beyond noise for "
+                         f"{', '.join(v['method'] for v in wins)} ({text}).")
+        elif losses:
+            lines.append(f"- **Accuracy**: full BiLP did worse than dropping the same share at random "
+                         f"({text}).")
+        else:
+            lines.append(f"- **Accuracy**: full BiLP did not beat dropping the same share at random beyond noise "
+                         f"({text}, pp; smallest resolvable difference "
+                         f"{resolvable}). "
+                         "At this CPU scale the evidence does not show that the ITE selects better rows than chance.")
+    signal = sorted({(k[0], k[1], k[2], k[3], k[4]) for k, v in planted.items()
+                     if len(k) == 5 and k[4] in ("small", "large") and k[2] in ("dc", "dm", "idc", "idm") and v[1]})
+    if planted:
+        kinds: dict[tuple[str, str], list[str]] = {}
+        for dataset, state, scorer, kind, tail in signal:
+            kinds.setdefault((kind, tail), []).append(f"{scorer} ({dataset}, {state})")
+        if kinds:
+            parts = [f"{KIND_LABELS[k]} -> {t} tail: {', '.join(v)}" for (k, t), v in sorted(kinds.items())]
+            lines.append("- **What it removes** (planted rows beyond chance): " + "; ".join(parts) + ".")
+        else:
+            lines.append("- **What it removes**: no planted kind landed in an ITE tail beyond chance.")
+    if cost:
+        shares = ", ".join(f"{run} {100 * f['exact10']:.0f}% (k < 10% from k = {f['kmin']})"
+                           for run, f in sorted(cost.items()) if f["exact10"] is not None)
+        lines.append(f"- **Cost** on a CPU at the upstreams' default real batch, exact ITE, k = 10: {shares} of an "
+                     "iteration.")
+    lines.append("- **So**: leave `--bilp-beta` at 0 (level 1 alone) unless a run at your own scale, with the "
+                 "random-drop control (`bilp ablate`), shows the ITE selection ahead of it; level 1 carries the "
+                 "gains measured in docs/reproduction.md." if not wins else
+                 "- **So**: turn level 2 on for the settings above where it beat the control, and check others with "
+                 "`bilp ablate`'s random-drop control first.")
+    lines.append("")
+    return lines
+
+
+def document(args: argparse.Namespace) -> str:
+    planted_lines, planted = planted_section(load_planted(Path(args.planted)) if args.planted else {})
+    ablation_lines, verdicts = ablation_section([Path(f) for f in args.ablate])
+    cost_lines, cost = cost_section(Path(args.cost) if args.cost else None,
+                                    Path(args.range_finder) if args.range_finder else None)
+    head = ["# Level 2: should you turn it on?", "",
+            "Generated by `python benchmarks/level2_doc.py` from the runs named in each section; do not edit by "
+            "hand. Level 2 (`--bilp-beta`, docs/method.md) prunes each real batch by the ITE of its rows on the "
+            "upstream's meta loss. This page holds what it removes, whether it pays against dropping the same rows "
+            "at random, and what it costs.", ""]
+    return "\n".join(head + recommendation(planted, verdicts, cost) + planted_lines + ablation_lines + cost_lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--planted", default=None, help="folder of benchmarks/planted_rows.py")
+    p.add_argument("--ablate", nargs="*", default=[], help="bilp ablate folders")
+    p.add_argument("--cost", default=None, help="folder of bench_overhead.py outputs (<run>-b<batch>.md)")
+    p.add_argument("--range-finder", default=None, help="output of benchmarks/lowrank_ite.py at batch 256")
+    p.add_argument("--out", default="docs/level2.md")
+    args = p.parse_args(argv)
+    text = document(args)
+    out = Path(args.out)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
