@@ -136,7 +136,6 @@ def ablation_section(folders: list[Path]) -> tuple[list[str], list[dict[str, Any
         if not (folder / "ablate.json").is_file():
             continue
         settings, rows = load_ablation(folder)
-        seeds = sorted({r for s in rows.values() for r in range(s["runs"])})
         runs = {s: r["runs"] for s, r in rows.items()}
         noise = Noise.pooled(list(rows.values()))
         lines += [f"### {settings['method']}, {settings['dataset']}, ipc {settings['ipc']}", "",
@@ -188,6 +187,16 @@ def parse_cost(path: Path) -> dict[str, Any]:
     return {"command": text.splitlines()[0].lstrip("$ "), "script": header.group(2) if header else "?", "rows": rows}
 
 
+def _share(rows: dict[str, Any], name: str) -> str:
+    return f"{100 * rows[name]['share']:.1f}%" if name in rows and rows[name]["share"] is not None else "-"
+
+
+def _smallest_k(rows: dict[str, Any], kind: str) -> str:
+    """The lazy interval k whose ITE share falls under 10%, from the k = 1 share."""
+    one = rows.get(f"{kind} k=1")
+    return str(math.ceil(one["share"] / 0.10)) if one and one["share"] is not None else "-"
+
+
 def cost_section(folder: Path | None, range_finder: Path | None) -> tuple[list[str], dict[str, Any]]:
     lines = ["## 3. What it costs at the upstreams' default real batch", ""]
     facts: dict[str, Any] = {}
@@ -207,18 +216,12 @@ def cost_section(folder: Path | None, range_finder: Path | None) -> tuple[list[s
         c = parse_cost(path)
         r = c["rows"]
 
-        def share(name: str) -> str:
-            return f"{100 * r[name]['share']:.1f}%" if name in r and r[name]["share"] is not None else "-"
-
-        def smallest(kind: str) -> str:
-            one = r.get(f"{kind} k=1")
-            return str(math.ceil(one["share"] / 0.10)) if one and one["share"] is not None else "-"
 
         facts[run] = {"batch": int(batch), "exact10": r.get("exact k=10", {}).get("share"),
-                      "kmin": smallest("exact")}
-        lines.append(f"| {run} | {batch} | {r['unpatched']['s_unit']:.3f} | {share('exact k=1')} | "
-                     f"{share('exact k=10')} | {share('taylor k=1')} | {share('taylor k=10')} | "
-                     f"{smallest('exact')} / {smallest('taylor')} |")
+                      "kmin": _smallest_k(r, "exact")}
+        lines.append(f"| {run} | {batch} | {r['unpatched']['s_unit']:.3f} | {_share(r, 'exact k=1')} | "
+                     f"{_share(r, 'exact k=10')} | {_share(r, 'taylor k=1')} | {_share(r, 'taylor k=10')} | "
+                     f"{_smallest_k(r, 'exact')} / {_smallest_k(r, 'taylor')} |")
     lines += ["", "Commands:", ""] + [f"    {parse_cost(p)['command']}" for p in files] + [""]
     if range_finder and range_finder.is_file():
         lines += ["**An approximation at batch 256** (the bar: at most 3% of the keep decisions changed at at most a "

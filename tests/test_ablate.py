@@ -1,5 +1,5 @@
-"""``bilp ablate``: the five settings of the paper's Table 5 and the random-drop control, their flags, the table (accuracy, level-1 kept rows,
-level-2 kept share, ITE share), resumability, and a tiny run on the built-in host."""
+"""``bilp ablate``: the five settings of the paper's Table 5 and the random-drop control, their flags, the table
+(accuracy, level-1 kept rows, level-2 kept share, ITE share), resumability, and a tiny run on the built-in host."""
 
 from __future__ import annotations
 

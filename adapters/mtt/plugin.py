@@ -12,7 +12,6 @@ for the experts it loads and refuses a mismatch (:func:`after_level1`). A folder
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -26,7 +25,6 @@ from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.level1 import Subset
 
-UPSTREAM = "mtt"
 SUBSET_FILE = "bilp_subset.json"
 KEPT_FILE = "bilp_kept_indices.npy"
 FORMAT = "bilp-mtt-subset/1"
@@ -56,10 +54,8 @@ def _has_experts(folder: Path) -> bool:
 
 
 @hookimpl
-def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
+def check_run(args: Any, config: BiLPConfig) -> None:
     """Refuse what MTT cannot run: level 2, and level 1 by loss in distill.py without the score file."""
-    if upstream != UPSTREAM:
-        return
     if config.level2:
         raise BiLPError(f"--bilp-beta must be 0 for MTT, got {config.beta}: MTT's trajectory-matching loss sees no "
                         "real samples (they enter only through the expert trajectories), so there is no real batch "
@@ -79,20 +75,17 @@ def _check_scores_given(args: Any, config: BiLPConfig) -> None:
 
 
 @hookimpl
-def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+def check_level1(args: Any, subset: Subset) -> None:
     """distill.py: refuse too few kept images per class for ``--pix_init real``."""
-    if upstream == UPSTREAM and stage(args) == "distill" and args.pix_init == "real" \
-            and min(subset.kept_per_class) < args.ipc:
+    if stage(args) == "distill" and args.pix_init == "real" and min(subset.kept_per_class) < args.ipc:
         raise BiLPError(f"--pix_init real needs --ipc {args.ipc} real images per class, but level 1 keeps only "
                         f"{min(subset.kept_per_class)} in some class (kept per class: {subset.kept_per_class}): "
                         "lower --bilp-alpha or --ipc, or use --pix_init noise")
 
 
 @hookimpl
-def after_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+def after_level1(args: Any, config: BiLPConfig, subset: Subset) -> None:
     """buffer.py: record this run's subset in its expert folder; distill.py: refuse experts of another subset."""
-    if upstream != UPSTREAM:
-        return
     described = describe_subset(subset.labels, subset.kept, config, subset.summary) | {"dataset": args.dataset}
     folder = expert_dir(args)
     if stage(args) == "buffer":
@@ -188,9 +181,8 @@ def verify_subset(folder: Path, subset: dict[str, Any]) -> None:
 
 
 @hookimpl
-def make_host(name: str, options: argparse.Namespace, workdir: Path) -> None:
+def make_host() -> None:
     """``--host mtt`` is refused, saying why: MTT has no host for demo, sweep and ablate points."""
-    if name == UPSTREAM:
-        raise BiLPError("--host mtt is not offered: every point would need its own expert trajectories (buffer.py "
-                        "on the point's kept subset: level 1 changes them) before distill.py, whose accuracies it only "
-                        "prints; run buffer.py and distill.py with the --bilp flags yourself (docs/adapter-mtt.md)")
+    raise BiLPError("--host mtt is not offered: every point would need its own expert trajectories (buffer.py on "
+                    "the point's kept subset: level 1 changes them) before distill.py, whose accuracies it only "
+                    "prints; run buffer.py and distill.py with the --bilp flags yourself (docs/adapter-mtt.md)")

@@ -33,7 +33,7 @@ from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.matchstep import MatchStep
 
 if TYPE_CHECKING:
-    from bilp_plugin.manager import PluginManager
+    from bilp_plugin.manager import RunHooks
 
 GLOBAL = -1
 """The statistics key of the global (all classes) running statistics."""
@@ -195,10 +195,10 @@ class LazySelector:
     (``meta_grad``; random stand-ins with ``--bilp-ite random``) and the keep mask (``filter_batch``); the draws in
     between reuse that class's kept batch."""
 
-    def __init__(self, config: BiLPConfig, manager: PluginManager,
+    def __init__(self, config: BiLPConfig, hooks: RunHooks,
                  on_select: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.config = config
-        self.manager = manager
+        self.hooks = hooks
         self.on_select = on_select
         self.state = SelectionState(config.eta, per_class=config.stats == "class")
         self.draws: dict[int, int] = {}
@@ -215,7 +215,7 @@ class LazySelector:
         _sync(device)
         start = time.perf_counter()
         norms = self.norms(step)
-        selection = self.manager.filter_batch(norms, step.cls, self.state, self.config)
+        selection = self.hooks.filter_batch(norms, step.cls, self.state, self.config)
         _sync(device)
         elapsed = time.perf_counter() - start
         keep = _checked_mask(selection.keep, len(step.real)).to(device)
@@ -234,7 +234,7 @@ class LazySelector:
         stand-ins: no ITE, the same rule on them, so the same share of each batch is dropped, at random."""
         if self.config.ite == "random":
             return torch.randn(len(step.real), generator=self.generator, dtype=torch.float64).exp()
-        return self.manager.meta_grad(step, self.config.ite)
+        return self.hooks.meta_grad(step, self.config.ite)
 
 
 def _checked_mask(keep: torch.Tensor, batch: int) -> torch.Tensor:

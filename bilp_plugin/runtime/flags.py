@@ -39,10 +39,8 @@ class EnableBiLP(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        manager = get_manager()
         try:
-            manager.register_adapter(self.upstream)
-            manager.check_script(self.upstream, Path(sys.argv[0]).name)
+            get_manager().run_hooks(self.upstream).check_script(Path(sys.argv[0]).name)
         except BiLPError as err:
             parser.exit(2, f"bilp: error: {err}\n")
         setattr(namespace, self.dest, True)
