@@ -35,7 +35,9 @@ PAPER_TABLE5 = {
 """Setting -> (mean, std); the paper has no random-drop control."""
 KIND_LABELS = {"mislabeled": "mislabeled (another class)", "noise": "Gaussian noise", "duplicate": "near-duplicate",
                "hardest": "hardest loss decile (S1)", "easiest": "easiest loss decile (S10)"}
-SCORERS = ("dc", "dm", "idc", "idm", "loss", "grad-norm", "feature-dist")
+LOSSES = ("dc", "dm", "idc", "idm")
+PROXIES = ("loss", "grad-norm", "feature-dist")
+SCORERS = (*LOSSES, *PROXIES)
 BAR_CHANGED, BAR_COST = 0.03, 1 / 3
 
 
@@ -61,6 +63,7 @@ def planted_section(planted: dict[str, list[dict[str, Any]]]) -> tuple[list[str]
     first = next(iter(planted.values()))[0]
     s = first["settings"]
     chance = first["tail"] / s["batch"]
+    facts["chance"] = chance
     lines += [f"`python benchmarks/planted_rows.py --dataset D --seeds {s['seeds']} --classes {s['classes']} "
               f"--batch {s['batch']} --planted {s['planted']} --beta {s['beta']} --train-steps {s['train_steps']}` "
               f"(D = {', '.join(sorted(planted))}; torch {s['torch']}; level-1 scores: the authors' files). Each real "
@@ -77,8 +80,8 @@ def planted_section(planted: dict[str, list[dict[str, Any]]]) -> tuple[list[str]
             acc = [d["states"][state]["accuracy"] for d in seeds]
             label = ("fresh ConvNet" if state == "fresh" else
                      f"ConvNet after {s['train_steps']} SGD steps on real data")
-            lines += [f"**{dataset}, {label}** (seeds {', '.join(str(d['seed']) for d in seeds)}; network test-ish "
-                      f"accuracy on 2000 training rows {100 * min(acc):.0f}-{100 * max(acc):.0f}%)", "",
+            lines += [f"**{dataset}, {label}** (seeds {', '.join(str(d['seed']) for d in seeds)}; network accuracy "
+                      f"on 2000 training rows {100 * min(acc):.0f}-{100 * max(acc):.0f}%)", "",
                       "| planted kind | " + " | ".join(SCORERS) + " |", "|---|" + "---|" * len(SCORERS)]
             for kind, kind_label in KIND_LABELS.items():
                 cells = []
@@ -232,7 +235,8 @@ def cost_section(folder: Path | None, range_finder: Path | None) -> tuple[list[s
 # ------------------------------------------------------------------------------------------------ the verdict
 def recommendation(planted: dict[str, Any], verdicts: list[dict[str, Any]], cost: dict[str, Any]) -> list[str]:
     lines = ["## Recommendation", ""]
-    beats = [v for v in verdicts if v.get("b") == "random" and v.get("a") == "both"]
+    chance = planted.get("chance", 0.0)
+    beats = [v for v in verdicts if v.get("b") == "random" and v.get("a") == "both" and v["diff"] is not None]
     wins = [v for v in beats if v["sign"] > 0]
     losses = [v for v in beats if v["sign"] < 0]
     mdds = {v["method"]: v for v in verdicts if "mdd" in v}
@@ -247,20 +251,31 @@ def recommendation(planted: dict[str, Any], verdicts: list[dict[str, Any]], cost
                          f"({text}).")
         else:
             lines.append(f"- **Accuracy**: full BiLP did not beat dropping the same share at random beyond noise "
-                         f"({text}, pp; smallest resolvable difference "
-                         f"{resolvable}). "
-                         "At this CPU scale the evidence does not show that the ITE selects better rows than chance.")
-    signal = sorted({(k[0], k[1], k[2], k[3], k[4]) for k, v in planted.items()
-                     if len(k) == 5 and k[4] in ("small", "large") and k[2] in ("dc", "dm", "idc", "idm") and v[1]})
-    if planted:
-        kinds: dict[tuple[str, str], list[str]] = {}
-        for dataset, state, scorer, kind, tail in signal:
-            kinds.setdefault((kind, tail), []).append(f"{scorer} ({dataset}, {state})")
-        if kinds:
-            parts = [f"{KIND_LABELS[k]} -> {t} tail: {', '.join(v)}" for (k, t), v in sorted(kinds.items())]
-            lines.append("- **What it removes** (planted rows beyond chance): " + "; ".join(parts) + ".")
-        else:
-            lines.append("- **What it removes**: no planted kind landed in an ITE tail beyond chance.")
+                         f"({text}, pp; smallest resolvable difference: {resolvable or 'no se yet'}). At this CPU "
+                         "scale the evidence does not show that the ITE selects better rows than chance.")
+    else:
+        lines.append("- **Accuracy**: no complete comparison of full BiLP with the random-drop control yet.")
+    if len(planted) > 1:
+        lines.append("- **What it removes** (planted rows in a tail above chance, by network state; "
+                     "meta loss and dataset in parentheses):")
+        for state in ("fresh", "trained"):
+            found: dict[tuple[str, str], list[str]] = {}
+            for key, value in sorted((k, v) for k, v in planted.items() if k != "chance"):
+                dataset, st, scorer, kind, tail = key
+                if st == state and tail in ("small", "large") and scorer in LOSSES and value[1] and value[0] > chance:
+                    found.setdefault((kind, tail), []).append(f"{scorer} {dataset}")
+            parts = [f"{KIND_LABELS[k]} -> {t}-ITE tail ({', '.join(v)})" for (k, t), v in sorted(found.items())]
+            lines.append(f"  - {state} networks: " + ("; ".join(parts) if parts else "nothing beyond chance") + ".")
+        closest = []
+        for state in ("fresh", "trained"):
+            for loss in LOSSES:
+                rhos = {p: [v[1] for k, v in planted.items()
+                            if k != "chance" and k[1:4] == (state, p, loss) and k[4] == "agree"] for p in PROXIES}
+                best = max(PROXIES, key=lambda p: sum(rhos[p]) / max(1, len(rhos[p])))
+                if rhos[best]:
+                    closest.append(f"{loss} {state}: {best} (rho {sum(rhos[best]) / len(rhos[best]):+.2f})")
+        lines.append("- **The closest cheap proxy** of each ITE (mean Spearman rho over the datasets): "
+                     + "; ".join(closest) + ".")
     if cost:
         shares = ", ".join(f"{run} {100 * f['exact10']:.0f}% (k < 10% from k = {f['kmin']})"
                            for run, f in sorted(cost.items()) if f["exact10"] is not None)
