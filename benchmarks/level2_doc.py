@@ -2,13 +2,14 @@
 by hand, and the paper's Table 5 is the data below.
 
     python benchmarks/level2_doc.py --planted $OUT/planted --ablate $OUT/ablate-cifar10-DM-ipc1 \\
-        $OUT/ablate-cifar10-DC-ipc1 --cost $OUT/cost [--range-finder $OUT/range-finder.md] --out docs/level2.md
+        $OUT/ablate-cifar10-DC-ipc1 --cost $OUT/cost [--range-finder $OUT/rf] --out docs/level2.md
 
 * ``--planted``: the ``<dataset>-s<seed>.json`` files of ``benchmarks/planted_rows.py`` (what level 2 removes);
 * ``--ablate``: ``bilp ablate`` folders (Table 5 with the random-drop control; statistics as in
   ``benchmarks/reproduction_doc.py``: the seed is the unit, its variance pooled over the six settings of a folder);
 * ``--cost``: ``<run>-b<batch>.md`` outputs of ``benchmarks/bench_overhead.py`` (the first line: its command);
-* ``--range-finder``: optional output of ``benchmarks/lowrank_ite.py`` at batch 256.
+* ``--range-finder``: optional folder of ``benchmarks/lowrank_ite.py`` outputs at batch 256 (first line: the
+  command).
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def _smallest_k(rows: dict[str, Any], kind: str) -> str:
 
 def cost_section(folder: Path | None, range_finder: Path | None) -> tuple[list[str], dict[str, Any]]:
     lines = ["## 3. What it costs at the upstreams' default real batch", ""]
-    facts: dict[str, Any] = {}
+    facts: dict[str, Any] = {"runs": {}}
     files = sorted(folder.glob("*-b*.md")) if folder else []
     if not files:
         return lines + ["Not run.", ""], facts
@@ -220,15 +221,25 @@ def cost_section(folder: Path | None, range_finder: Path | None) -> tuple[list[s
         r = c["rows"]
 
 
-        facts[run] = {"batch": int(batch), "exact10": r.get("exact k=10", {}).get("share"),
+        facts["runs"][run] = {"batch": int(batch), "exact10": r.get("exact k=10", {}).get("share"),
                       "kmin": _smallest_k(r, "exact")}
         lines.append(f"| {run} | {batch} | {r['unpatched']['s_unit']:.3f} | {_share(r, 'exact k=1')} | "
                      f"{_share(r, 'exact k=10')} | {_share(r, 'taylor k=1')} | {_share(r, 'taylor k=10')} | "
                      f"{_smallest_k(r, 'exact')} / {_smallest_k(r, 'taylor')} |")
     lines += ["", "Commands:", ""] + [f"    {parse_cost(p)['command']}" for p in files] + [""]
-    if range_finder and range_finder.is_file():
-        lines += ["**An approximation at batch 256** (the bar: at most 3% of the keep decisions changed at at most a "
-                  "third of the exact cost):", "", range_finder.read_text().strip(), ""]
+    found = sorted(range_finder.glob("*.md")) if range_finder else []
+    if found:
+        lines += ["**Approximations at batch 256** (`benchmarks/lowrank_ite.py`: low-rank cotangents and the "
+                  "randomized range finder `rf<r>` on the rows of `C J`; the bar: at most 3% of the keep decisions "
+                  "changed at at most a third of the exact cost):", ""]
+        for path in found:
+            command, _, table = path.read_text().strip().partition("\n")
+            lines += [f"`{command.lstrip('$ ')}`", "", table.strip(), ""]
+        rf = [row for path in found for row in re.findall(r"^\| rf32 \| [^|]+ \| ([\d.]+)% \| ([\d.]+) \|",
+                                                          path.read_text(), re.M)]
+        if rf:
+            ok = all(float(c) / 100 <= BAR_CHANGED and float(k) <= BAR_COST for c, k in rf)
+            facts["rf32"] = {"ok": ok, "changed": [float(c) for c, _ in rf], "cost": [float(k) for _, k in rf]}
     return lines, facts
 
 
@@ -276,11 +287,17 @@ def recommendation(planted: dict[str, Any], verdicts: list[dict[str, Any]], cost
                     closest.append(f"{loss} {state}: {best} (rho {sum(rhos[best]) / len(rhos[best]):+.2f})")
         lines.append("- **The closest cheap proxy** of each ITE (mean Spearman rho over the datasets): "
                      + "; ".join(closest) + ".")
-    if cost:
-        shares = ", ".join(f"{run} {100 * f['exact10']:.0f}% (k < 10% from k = {f['kmin']})"
-                           for run, f in sorted(cost.items()) if f["exact10"] is not None)
+    if cost.get("runs"):
+        shares = ", ".join(f"{run} {100 * f['exact10']:.0f}% (under 10% from k = {f['kmin']})"
+                           for run, f in sorted(cost["runs"].items()) if f["exact10"] is not None)
         lines.append(f"- **Cost** on a CPU at the upstreams' default real batch, exact ITE, k = 10: {shares} of an "
                      "iteration.")
+    if "rf32" in cost:
+        rf = cost["rf32"]
+        lines.append(f"- **The rank-32 range finder** changed {', '.join(f'{c:.1f}%' for c in rf['changed'])} of the "
+                     f"keep decisions at {', '.join(f'{k:.2f}' for k in rf['cost'])} of the exact cost: it "
+                     f"{'meets' if rf['ok'] else 'does not meet'} the bar (<= 3% at <= 1/3) everywhere it was "
+                     f"measured{'' if rf['ok'] else ', so it is not shipped'}.")
     lines.append("- **So**: leave `--bilp-beta` at 0 (level 1 alone) unless a run at your own scale, with the "
                  "random-drop control (`bilp ablate`), shows the ITE selection ahead of it; level 1 carries the "
                  "gains measured in docs/reproduction.md." if not wins else
@@ -308,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--planted", default=None, help="folder of benchmarks/planted_rows.py")
     p.add_argument("--ablate", nargs="*", default=[], help="bilp ablate folders")
     p.add_argument("--cost", default=None, help="folder of bench_overhead.py outputs (<run>-b<batch>.md)")
-    p.add_argument("--range-finder", default=None, help="output of benchmarks/lowrank_ite.py at batch 256")
+    p.add_argument("--range-finder", default=None, help="folder of benchmarks/lowrank_ite.py outputs at batch 256")
     p.add_argument("--out", default="docs/level2.md")
     args = p.parse_args(argv)
     text = document(args)
