@@ -85,7 +85,8 @@ def test_the_document_compares_with_the_control_and_reads_the_cost(tmp_path: Pat
     out = tmp_path / "level2.md"
     assert level2_doc.main(["--ablate", str(ablate), "--cost", str(cost), "--out", str(out)]) == 0
     text = out.read_text()
-    both_vs_control = "| level 1 + prune both (BiLP) - level 1 + drop beta at random (control) | +2.0 ± 0.1 (resolved) | - |"
+    both_vs_control = ("| level 1 + prune both (BiLP) - level 1 + drop beta at random (control) | +2.0 ± 0.1 "
+                       "(resolved) | - |")
     assert both_vs_control in text
     assert "full BiLP beat dropping the same share at random beyond noise for DM" in text
     assert "| level 1 only | 28.1 ± 0.1 (se 0.1) | - | - | 51.0 ± 0.3 |" in text
