@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from bilp_plugin.config import flag_args
+
+
+S = TypeVar("S", bound="HostSettings")
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,9 @@ class HostSettings:
     upstream_args: str | None = None
 
     @classmethod
-    def from_options(cls, options: Any) -> HostSettings:
-        """The settings of a command's parsed options (an object with these attributes; absent ones default)."""
+    def from_options(cls: type[S], options: Any) -> S:
+        """These settings (of this class or a subclass: a command's own) from a command's parsed options, an object
+        with these attributes (absent ones default)."""
         return cls(**{f.name: getattr(options, f.name) for f in fields(cls) if hasattr(options, f.name)})
 
 
@@ -49,17 +55,12 @@ class Point:
     ite: str = "exact"
 
     def bilp_flags(self, scores: Path) -> list[str]:
-        flags = ["--bilp", "--bilp-criterion", self.criterion, "--bilp-alpha", str(self.alpha),
-                 "--bilp-beta", str(self.beta), "--bilp-seed", str(self.seed)]
-        if self.beta and self.side != "both":
-            flags += ["--bilp-side", self.side]
-        if self.beta and self.ite != "exact":
-            flags += ["--bilp-ite", self.ite]
-        if self.stratum is not None:
-            flags += ["--bilp-stratum", str(self.stratum)]
-        if self.criterion != "random":
-            flags += ["--bilp-scores", str(scores)]
-        return flags
+        """The ``--bilp`` flags of this point (:func:`bilp_plugin.config.flag_args`); ``scores``: the level-1 score
+        file, passed unless the criterion is ``random``."""
+        return flag_args({"criterion": self.criterion, "alpha": self.alpha, "beta": self.beta, "seed": self.seed,
+                          "side": self.side if self.beta and self.side != "both" else None,
+                          "ite": self.ite if self.beta and self.ite != "exact" else None,
+                          "stratum": self.stratum, "scores": scores if self.criterion != "random" else None})
 
 
 class Host(Protocol):
