@@ -125,7 +125,17 @@ def load_ablation(folder: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any
     return settings, {s: hosts.summary(found[s]) for s in SETTINGS if s in found}
 
 
-def ablation_section(folders: list[Path]) -> tuple[list[str], list[dict[str, Any]]]:
+def reproduction_noise(path: Path | None, method: str, dataset: str, ipc: int) -> tuple[float, int] | None:
+    """The pooled seed-level std (pp) and its degrees of freedom of a cell of docs/reproduction.md."""
+    if path is None or not path.is_file():
+        return None
+    text = path.read_text()
+    start = text.find(f"### {method}, {dataset}, ipc {ipc}\n")
+    m = re.compile(r"pooled seed-level std ([\d.]+) pp over (\d+) degrees").search(text, start) if start >= 0 else None
+    return (float(m.group(1)), int(m.group(2))) if m else None
+
+
+def ablation_section(folders: list[Path], reproduction: Path | None) -> tuple[list[str], list[dict[str, Any]]]:
     lines = ["## 2. Does it pay? Table 5 with a random-drop control", "",
              "`bilp ablate` on CIFAR-10 through the patched DatasetCondensation (`--host dc`) at the CPU scale of "
              "docs/reproduction.md, alpha 0.9 (that document's best pruned setting for DM and DC at ipc 1, the "
@@ -175,6 +185,16 @@ def ablation_section(folders: list[Path]) -> tuple[list[str], list[dict[str, Any
                       f"0.5-point difference {'resolves' if mdd <= 0.5 else 'does not resolve'} here (it would need "
                       f"about {need} seeds per setting at this noise)."]
             verdicts.append({"method": settings["method"], "mdd": mdd, "seeds": n, "need": need})
+        else:
+            lines += ["", f"With {n} seed per setting there is no standard error: no difference above resolves."]
+            verdicts.append({"method": settings["method"], "mdd": math.inf, "seeds": n, "need": None})
+        known = reproduction_noise(reproduction, settings["method"], settings["dataset"], settings["ipc"])
+        if known:
+            sd, dof = known
+            need = math.ceil(2 * (t975(dof) * sd / 0.5) ** 2)
+            lines.append(f"At the seed-level std of the same cell's level-1 runs in docs/reproduction.md ({sd:.2f} pp "
+                         f"over {dof} degrees of freedom), a 0.5-point difference resolves from about {need} seeds "
+                         "per setting.")
         lines.append("")
     return lines, verdicts
 
@@ -251,7 +271,8 @@ def recommendation(planted: dict[str, Any], verdicts: list[dict[str, Any]], cost
     wins = [v for v in beats if v["sign"] > 0]
     losses = [v for v in beats if v["sign"] < 0]
     mdds = {v["method"]: v for v in verdicts if "mdd" in v}
-    resolvable = ", ".join(f"{m} {v['mdd']:.2f} pp at {v['seeds']} seeds" for m, v in mdds.items())
+    resolvable = ", ".join(f"{m} {v['mdd']:.2f} pp at {v['seeds']} seeds" if math.isfinite(v["mdd"]) else
+                           f"{m} none at {v['seeds']} seed" for m, v in mdds.items())
     if beats:
         text = ", ".join(f"{v['method']} {verdict(v['diff'])}" for v in beats)
         if wins:
@@ -309,7 +330,8 @@ def recommendation(planted: dict[str, Any], verdicts: list[dict[str, Any]], cost
 
 def document(args: argparse.Namespace) -> str:
     planted_lines, planted = planted_section(load_planted(Path(args.planted)) if args.planted else {})
-    ablation_lines, verdicts = ablation_section([Path(f) for f in args.ablate])
+    ablation_lines, verdicts = ablation_section([Path(f) for f in args.ablate],
+                                                Path(args.reproduction) if args.reproduction else None)
     cost_lines, cost = cost_section(Path(args.cost) if args.cost else None,
                                     Path(args.range_finder) if args.range_finder else None)
     head = ["# Level 2: should you turn it on?", "",
@@ -326,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablate", nargs="*", default=[], help="bilp ablate folders")
     p.add_argument("--cost", default=None, help="folder of bench_overhead.py outputs (<run>-b<batch>.md)")
     p.add_argument("--range-finder", default=None, help="folder of benchmarks/lowrank_ite.py outputs at batch 256")
+    p.add_argument("--reproduction", default="docs/reproduction.md",
+                   help="its seed-level noise per cell says how many seeds a 0.5-point difference needs")
     p.add_argument("--out", default="docs/level2.md")
     args = p.parse_args(argv)
     text = document(args)
