@@ -264,6 +264,44 @@ def cost_section(folder: Path | None, range_finder: Path | None) -> tuple[list[s
 
 
 # ------------------------------------------------------------------------------------------------ the verdict
+def _span(planted: dict[Any, Any], state: str, kind: str, tail: str, scorers: tuple[str, ...],
+          dataset: str | None = None) -> str:
+    shares = [100 * v[0] for k, v in planted.items() if k != "chance" and k[1] == state and k[2] in scorers
+              and k[3] == kind and k[4] == tail and dataset in (None, k[0])]
+    return f"{min(shares):.0f}-{max(shares):.0f}%" if shares else "-"
+
+
+def _rho(planted: dict[Any, Any], state: str, proxy: str, losses: tuple[str, ...]) -> str:
+    rhos = [v[1] for k, v in planted.items()
+            if k != "chance" and k[1] == state and k[2] == proxy and k[3] in losses and k[4] == "agree"]
+    return f"{min(rhos):+.2f} to {max(rhos):+.2f}" if rhos else "-"
+
+
+def plain_words(planted: dict[Any, Any]) -> str:
+    """What the planted-rows tables say, with their numbers: each tail's share of the kinds, over every meta loss
+    and dataset, against chance; which proxy each ITE follows."""
+    chance = 100 * planted["chance"]
+    datasets = sorted({k[0] for k in planted if k != "chance"})
+    noise = ", ".join(f"{d}: {_span(planted, 'fresh', 'noise', 'small', LOSSES, d)} small / "
+                      f"{_span(planted, 'fresh', 'noise', 'large', LOSSES, d)} large" for d in datasets)
+    mislabeled = _span(planted, 'trained', 'mislabeled', 'large', LOSSES)
+    return (f"with a trained network the large-ITE tail takes {mislabeled} of the mislabeled rows and {_span(planted, 'trained', 'hardest', 'large', LOSSES)} of the "
+            f"hardest-decile rows, the small-ITE tail {_span(planted, 'trained', 'easiest', 'small', LOSSES)} of the "
+            f"easiest-decile rows (chance {chance:.1f}%; ranges over the four meta losses and the datasets), and the "
+            f"row's own loss does the same ({_span(planted, 'trained', 'mislabeled', 'large', ('loss',))}, "
+            f"{_span(planted, 'trained', 'hardest', 'large', ('loss',))}, "
+            f"{_span(planted, 'trained', 'easiest', 'small', ('loss',))}); the gradient-matching ITEs (dc, idc) rank "
+            f"the rows like the per-sample gradient norm (rho {_rho(planted, 'trained', 'grad-norm', ('dc', 'idc'))}),"
+            f" the embedding-matching ones (dm, idm) like the distance from the batch's mean feature (rho "
+            f"{_rho(planted, 'fresh', 'feature-dist', ('dm', 'idm'))} fresh, "
+            f"{_rho(planted, 'trained', 'feature-dist', ('dm', 'idm'))} trained). With a fresh network (the one DM "
+            f"matches at every iteration, and DC at ipc 1, whose outer loop is one matching step on a new network) the "
+            f"ITE tails take mislabeled rows at {_span(planted, 'fresh', 'mislabeled', 'large', LOSSES)} (large tail) "
+            f"and Gaussian-noise rows by dataset ({noise}); near-duplicates land in either tail near chance "
+            f"({_span(planted, 'fresh', 'duplicate', 'small', LOSSES)} / "
+            f"{_span(planted, 'fresh', 'duplicate', 'large', LOSSES)} fresh)")
+
+
 def recommendation(planted: dict[str, Any], verdicts: list[dict[str, Any]], cost: dict[str, Any]) -> list[str]:
     lines = ["## Recommendation", ""]
     chance = planted.get("chance", 0.0)
@@ -298,6 +336,7 @@ def recommendation(planted: dict[str, Any], verdicts: list[dict[str, Any]], cost
                     found.setdefault((kind, tail), []).append(f"{scorer} {dataset}")
             parts = [f"{KIND_LABELS[k]} -> {t}-ITE tail ({', '.join(v)})" for (k, t), v in sorted(found.items())]
             lines.append(f"  - {state} networks: " + ("; ".join(parts) if parts else "nothing beyond chance") + ".")
+        lines.append("- **In plain words**: " + plain_words(planted) + ".")
         closest = []
         for state in ("fresh", "trained"):
             for loss in LOSSES:
