@@ -284,9 +284,10 @@ def plain_words(planted: dict[Any, Any]) -> str:
     datasets = sorted({k[0] for k in planted if k != "chance"})
     noise = ", ".join(f"{d}: {_span(planted, 'fresh', 'noise', 'small', LOSSES, d)} small / "
                       f"{_span(planted, 'fresh', 'noise', 'large', LOSSES, d)} large" for d in datasets)
-    mislabeled = _span(planted, 'trained', 'mislabeled', 'large', LOSSES)
-    return (f"with a trained network the large-ITE tail takes {mislabeled} of the mislabeled rows and {_span(planted, 'trained', 'hardest', 'large', LOSSES)} of the "
-            f"hardest-decile rows, the small-ITE tail {_span(planted, 'trained', 'easiest', 'small', LOSSES)} of the "
+    mislabeled = _span(planted, "trained", "mislabeled", "large", LOSSES)
+    hardest = _span(planted, "trained", "hardest", "large", LOSSES)
+    return (f"with a trained network the large-ITE tail takes {mislabeled} of the mislabeled rows and {hardest} of "
+            f"the hardest-decile rows, the small-ITE tail {_span(planted, 'trained', 'easiest', 'small', LOSSES)} of the "
             f"easiest-decile rows (chance {chance:.1f}%; ranges over the four meta losses and the datasets), and the "
             f"row's own loss does the same ({_span(planted, 'trained', 'mislabeled', 'large', ('loss',))}, "
             f"{_span(planted, 'trained', 'hardest', 'large', ('loss',))}, "
