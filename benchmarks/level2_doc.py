@@ -287,8 +287,8 @@ def plain_words(planted: dict[Any, Any]) -> str:
     mislabeled = _span(planted, "trained", "mislabeled", "large", LOSSES)
     hardest = _span(planted, "trained", "hardest", "large", LOSSES)
     return (f"with a trained network the large-ITE tail takes {mislabeled} of the mislabeled rows and {hardest} of "
-            f"the hardest-decile rows, the small-ITE tail {_span(planted, 'trained', 'easiest', 'small', LOSSES)} of the "
-            f"easiest-decile rows (chance {chance:.1f}%; ranges over the four meta losses and the datasets), and the "
+            f"the hardest-decile rows, the small-ITE tail {_span(planted, 'trained', 'easiest', 'small', LOSSES)} of "
+            f"the easiest-decile rows (chance {chance:.1f}%; ranges over the four meta losses and the datasets), and the "
             f"row's own loss does the same ({_span(planted, 'trained', 'mislabeled', 'large', ('loss',))}, "
             f"{_span(planted, 'trained', 'hardest', 'large', ('loss',))}, "
             f"{_span(planted, 'trained', 'easiest', 'small', ('loss',))}); the gradient-matching ITEs (dc, idc) rank "
