@@ -288,8 +288,8 @@ def plain_words(planted: dict[Any, Any]) -> str:
     hardest = _span(planted, "trained", "hardest", "large", LOSSES)
     return (f"with a trained network the large-ITE tail takes {mislabeled} of the mislabeled rows and {hardest} of "
             f"the hardest-decile rows, the small-ITE tail {_span(planted, 'trained', 'easiest', 'small', LOSSES)} of "
-            f"the easiest-decile rows (chance {chance:.1f}%; ranges over the four meta losses and the datasets), and the "
-            f"row's own loss does the same ({_span(planted, 'trained', 'mislabeled', 'large', ('loss',))}, "
+            f"the easiest-decile rows (chance {chance:.1f}%; ranges over the four meta losses and the datasets), and "
+            f"the row's own loss does the same ({_span(planted, 'trained', 'mislabeled', 'large', ('loss',))}, "
             f"{_span(planted, 'trained', 'hardest', 'large', ('loss',))}, "
             f"{_span(planted, 'trained', 'easiest', 'small', ('loss',))}); the gradient-matching ITEs (dc, idc) rank "
             f"the rows like the per-sample gradient norm (rho {_rho(planted, 'trained', 'grad-norm', ('dc', 'idc'))}),"
