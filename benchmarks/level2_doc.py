@@ -246,7 +246,12 @@ def cost_section(folder: Path | None, range_finder: Path | None) -> tuple[list[s
         lines.append(f"| {run} | {batch} | {r['unpatched']['s_unit']:.3f} | {_share(r, 'exact k=1')} | "
                      f"{_share(r, 'exact k=10')} | {_share(r, 'taylor k=1')} | {_share(r, 'taylor k=10')} | "
                      f"{_smallest_k(r, 'exact')} / {_smallest_k(r, 'taylor')} |")
-    lines += ["", "Commands:", ""] + [f"    {parse_cost(p)['command']}" for p in files] + [""]
+    lines += ["", "Commands, and the preset's script line each ran (its `--batch_real` overridden by the command's "
+              "last argument):", ""]
+    for path in files:
+        c = parse_cost(path)
+        lines += [f"    {c['command']}", f"        {c['script']}"]
+    lines.append("")
     found = sorted(range_finder.glob("*.md")) if range_finder else []
     if found:
         lines += ["**Approximations at batch 256** (`benchmarks/lowrank_ite.py`: low-rank cotangents and the "
@@ -310,8 +315,8 @@ def recommendation(planted: dict[str, Any], verdicts: list[dict[str, Any]], cost
     wins = [v for v in beats if v["sign"] > 0]
     losses = [v for v in beats if v["sign"] < 0]
     mdds = {v["method"]: v for v in verdicts if "mdd" in v}
-    resolvable = ", ".join(f"{m} {v['mdd']:.2f} pp at {v['seeds']} seeds" if math.isfinite(v["mdd"]) else
-                           f"{m} none at {v['seeds']} seed" for m, v in mdds.items())
+    resolvable = ", ".join(f"{m} {v['mdd']:.2f} pp at {v['seeds']} seed(s)" if math.isfinite(v["mdd"]) else
+                           f"{m} none at {v['seeds']} seed(s)" for m, v in mdds.items())
     if beats:
         text = ", ".join(f"{v['method']} {verdict(v['diff'])}" for v in beats)
         if wins:
