@@ -158,7 +158,10 @@ def ablation_section(folders: list[Path], reproduction: Path | None) -> tuple[li
                   f"--iterations {settings['iterations']} --eval-models {settings['eval_models']} --eval-epochs "
                   f"{settings['eval_epochs']} --seeds S --scores $BILP_SCORES_DIR/{Path(settings['scores']).name} "
                   f"--alpha {settings['alpha']:g} --beta {settings['beta']:g} --jobs 1 --threads 1 --out "
-                  f"{folder.name}`; seeds per setting: {', '.join(f'{s} {n}' for s, n in runs.items())}.", "",
+                  f"{folder.name}`; seeds per setting: {', '.join(f'{s} {n}' for s, n in runs.items())}"
+                  + ("" if len(set(runs.values())) == 1 else
+                     " (the extra seeds ran for those settings only: the same points, named and flagged as "
+                     "`bilp ablate` makes them, its other settings left out for time)") + ".", "",
                   noise.line(), "",
                   "| setting | accuracy (%) | kept by level 2 | ITE share | paper (Table 5, IDC, full scale) |",
                   "|---|---|---|---|---|"]
