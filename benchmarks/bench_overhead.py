@@ -380,13 +380,14 @@ def random_cifar10(dest: Path, per_class: int) -> Path:
 
 
 def data_root(run: Run, a: argparse.Namespace, tmp: Path) -> Path:
+    per_class = run.per_class if a.per_class is None else a.per_class
     if run.data == "cifar10" and a.random_data:
-        return random_cifar10(tmp / "data", run.per_class or 5000)
+        return random_cifar10(tmp / "data", per_class or 5000)
     if not a.data:
         raise SystemExit(f"run {run.script} reads {run.data}: set --data or BILP_DATA (a folder with MNIST/raw and "
                          "cifar-10-batches-py){'' if run.data == 'mnist' else ', or pass --random-data'}")
-    if run.data == "cifar10" and run.per_class:
-        layouts.write_cifar10_subset(a.data, tmp / "data", run.per_class, test_per_class=10)
+    if run.data == "cifar10" and per_class:
+        layouts.write_cifar10_subset(a.data, tmp / "data", per_class, test_per_class=10)
         return tmp / "data"
     return Path(a.data).resolve()
 
@@ -447,6 +448,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--data", default=os.environ.get("BILP_DATA"), help="data root (default: $BILP_DATA)")
     p.add_argument("--random-data", action="store_true",
                    help="CIFAR-10 runs: random images in the CIFAR-10 layout (speed only; no data set needed)")
+    p.add_argument("--per-class", type=int, default=None,
+                   help="CIFAR-10 runs: training images per class (default: the preset's; a real batch larger than "
+                        "it is cut to it, e.g. IDM's default 256 against the cpu preset's 50)")
     p.add_argument("--tree", default=None, help="a patched upstream tree (one --run; default: export the "
                                                 "submodule with the adapter's series into a temporary folder)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")

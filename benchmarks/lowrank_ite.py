@@ -33,8 +33,9 @@ from bilp_plugin.lab.datasets import load_dataset
 from bilp_plugin.method import ite, level2
 from bilp_plugin.method.convnet import ConvNet
 
-RANKS: tuple[str, ...] = ("4", "8", "16", "32", "e0.99", "e0.999")
-"""Candidates: a fixed rank ``r``, or ``e<share>``: the fewest directions holding that share of the energy."""
+RANKS: tuple[str, ...] = ("4", "8", "16", "32", "e0.99", "e0.999", "rf16", "rf32")
+"""Candidates: a fixed rank ``r``, ``e<share>``: the fewest directions holding that share of the energy, or
+``rf<r>``: a randomized range finder of rank ``r`` on the rows of ``C J`` (:func:`range_finder_norms`)."""
 
 
 def rank_of(energy: torch.Tensor, candidate: str) -> int:
@@ -61,6 +62,26 @@ def lowrank_norms(h: ite.Linearised, rows: ite.Stats, candidate: str) -> tuple[t
         start += size
     products = h.rows(tuple(basis)).reshape(r, -1).double()
     return ((vectors[:, :r] * scale) @ products).norm(dim=1), r
+
+
+def range_finder_norms(h: ite.Linearised, rows: ite.Stats, r: int, gen: torch.Generator) -> torch.Tensor:
+    """``||ITE||`` per row from a rank-``r`` randomized range finder on the rows of ``M = C J``: ``Y = M^T Omega``
+    (``Omega`` Gaussian, ``B x r``: ``r`` vector-Jacobian products of the combined cotangents ``C^T Omega``),
+    ``Q = orth(Y)``, and ``||M_i|| ~ ||C_i (J Q)||`` (``J Q``: ``r`` Jacobian-vector products, each the
+    vector-Jacobian product of the pullback). Exact when ``r`` reaches the rank of ``M``."""
+    b = int(rows[0].shape[0])
+    r = min(r, b)
+    omega = torch.randn(b, r, generator=gen, dtype=torch.float64)
+    combined = tuple(torch.einsum("br,b...->r...", omega.to(c.dtype), c) for c in rows)
+    y = h.rows(combined).reshape(r, -1).double()  # (r, D): rows of M^T Omega, transposed
+    q, _ = torch.linalg.qr(y.T)  # (D, r), orthonormal columns
+    tangents = q.T.to(h.syn.dtype).reshape(r, *h.syn.shape)
+    # J t as the vector-Jacobian product of the (linear) pullback u -> J^T u, taken at u = 0
+    _, pull_back_pullback = torch.func.vjp(h._pullback, tuple(torch.zeros_like(o) for o in h.outputs))
+    jq = torch.vmap(lambda t: pull_back_pullback((t,))[0])(tangents)  # each output: (r, *out)
+    flat_jq = torch.cat([o.reshape(r, -1) for o in jq], dim=1).double()  # (r, n_out)
+    flat_c = torch.cat([c.reshape(b, -1) for c in rows], dim=1).double()  # (B, n_out)
+    return (flat_c @ flat_jq.T).norm(dim=1)
 
 
 def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
@@ -109,7 +130,11 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             keep = keep_mask(v, low, high)
             tally["exact"]["seconds"] += shared_s + exact_s
             for candidate in RANKS:
-                (norms, r), s = timed(lowrank_norms, h, rows, candidate)
+                if candidate.startswith("rf"):
+                    r = min(int(candidate[2:]), len(real))
+                    norms, s = timed(range_finder_norms, h, rows, r, gen)
+                else:
+                    (norms, r), s = timed(lowrank_norms, h, rows, candidate)
                 t = tally[candidate]
                 t["changed"] += int((keep_mask(level2.relative_ite(norms)[0], low, high) != keep).sum())
                 t["rows"] += len(real)

@@ -14,12 +14,12 @@ from bilp_plugin.errors import BiLPError
 
 Criterion = Literal["loss", "random", "stratum"]
 Side = Literal["both", "small", "large"]
-IteMethod = Literal["exact", "taylor", "taylor-sum"]
+IteMethod = Literal["exact", "taylor", "taylor-sum", "random"]
 Stats = Literal["global", "class"]
 Rule = Literal["relative", "paper"]
 CRITERIA: tuple[str, ...] = ("loss", "random", "stratum")
 SIDES: tuple[str, ...] = ("both", "small", "large")
-ITE_METHODS: tuple[str, ...] = ("exact", "taylor", "taylor-sum")
+ITE_METHODS: tuple[str, ...] = ("exact", "taylor", "taylor-sum", "random")
 STATS: tuple[str, ...] = ("global", "class")
 RULES: tuple[str, ...] = ("relative", "paper")
 STRATA = 10
@@ -219,8 +219,8 @@ FLAGS: tuple[Flag, ...] = (
          level2=True),
     Flag("stats", "level 2: one running ITE statistic for all classes, or one per class", choices=STATS,
          level2=True),
-    Flag("ite", "level 2: exact (factored) ITE, or the paper's Taylor approximation (mean or sum form)",
-         choices=ITE_METHODS, level2=True),
+    Flag("ite", "level 2: exact (factored) ITE, the paper's Taylor approximation (mean or sum form), or random "
+         "(the control: seeded random scores, no ITE, the same rule and counts)", choices=ITE_METHODS, level2=True),
     Flag("min_keep", "level 2: never keep fewer rows", int, _count, level2=True),
     Flag("seed", "seed of BiLP's own generators", int, check_seed),
     Flag("out", "run-record folder (default: bilp_runs/<time>)"),

@@ -42,8 +42,8 @@ class HostSettings:
 
 @dataclass(frozen=True)
 class Point:
-    """One distillation run: level-1 criterion and alpha (stratum K for ``stratum``), level-2 beta and the ITE
-    tail(s) it prunes (``side``), seed."""
+    """One distillation run: level-1 criterion and alpha (stratum K for ``stratum``), level-2 beta, the ITE
+    tail(s) it prunes (``side``) and how the ITE is scored (``ite``; ``random``: the random-drop control), seed."""
 
     name: str
     criterion: str = "loss"
@@ -52,12 +52,14 @@ class Point:
     seed: int = 0
     stratum: int | None = None
     side: str = "both"
+    ite: str = "exact"
 
     def bilp_flags(self, scores: Path) -> list[str]:
         """The ``--bilp`` flags of this point (:func:`bilp_plugin.config.flag_args`); ``scores``: the level-1 score
         file, passed unless the criterion is ``random``."""
         return flag_args({"criterion": self.criterion, "alpha": self.alpha, "beta": self.beta, "seed": self.seed,
                           "side": self.side if self.beta and self.side != "both" else None,
+                          "ite": self.ite if self.beta and self.ite != "exact" else None,
                           "stratum": self.stratum, "scores": scores if self.criterion != "random" else None})
 
 

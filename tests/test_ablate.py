@@ -1,5 +1,5 @@
-"""``bilp ablate``: the five settings of the paper's Table 5, their flags, the table (accuracy, level-1 kept rows,
-level-2 kept share, ITE share), resumability, and a tiny run on the built-in host."""
+"""``bilp ablate``: the five settings of the paper's Table 5 and the random-drop control, their flags, the table
+(accuracy, level-1 kept rows, level-2 kept share, ITE share), resumability, and a tiny run on the built-in host."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from cli_exit import exit_status
 from bilp_plugin.cli import main
 from bilp_plugin.lab import hosts
 
-ACCURACY = {"none": 0.70, "level1": 0.72, "small": 0.73, "large": 0.74, "both": 0.75}
+ACCURACY = {"none": 0.70, "level1": 0.72, "small": 0.73, "large": 0.74, "both": 0.75, "random": 0.71}
 
 
 class FakeHost:
@@ -51,7 +51,7 @@ def _ablate(out: Path, *flags: str) -> int:
                               str(out), *flags])
 
 
-def test_five_settings_their_flags_and_the_table(tmp_path: Path, fake: FakeHost,
+def test_six_settings_their_flags_and_the_table(tmp_path: Path, fake: FakeHost,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert _ablate(tmp_path) == 0
     assert sorted(fake.flags) == sorted(f"{s}-s{i}" for s in ACCURACY for i in (0, 1))
@@ -60,11 +60,14 @@ def test_five_settings_their_flags_and_the_table(tmp_path: Path, fake: FakeHost,
     assert "--bilp-alpha 0.3 --bilp-beta 0.0" in flags["level1-s1"] and "--bilp-side" not in flags["level1-s1"]
     assert "--bilp-beta 0.2" in flags["small-s0"] and "--bilp-side small" in flags["small-s0"]
     assert "--bilp-side large" in flags["large-s0"] and "--bilp-side" not in flags["both-s0"]
+    assert "--bilp-ite" not in flags["both-s0"] and "--bilp-side" not in flags["random-s0"]
+    assert "--bilp-alpha 0.3 --bilp-beta 0.2" in flags["random-s1"] and "--bilp-ite random" in flags["random-s1"]
     out = capsys.readouterr().out
     assert "| no pruning | ✗ | ✗ | ✗ | 70.0 ± 1.0 | 100/100 | - | - |" in out
     assert "| level 1 only | ✓ | ✗ | ✗ | 72.0 ± 1.0 | 50/100 | - | - |" in out
     assert "| level 1 + prune small ITE | ✓ | ✓ | ✗ | 73.0 ± 1.0 | 50/100 | 80.0% | 10.0% |" in out
     assert "| level 1 + prune both (BiLP) | ✓ | ✓ | ✓ | 75.0 ± 1.0 | 50/100 | 80.0% | 10.0% |" in out
+    assert "| level 1 + drop beta at random (control) | ✓ | ✗ | ✗ | 71.0 ± 1.0 | 50/100 | 80.0% | 10.0% |" in out
     results = json.loads((tmp_path / "ablate-results.json").read_text())
     assert [r["setting"] for r in results["rows"]] == list(ACCURACY) and results["seeds"] == [0, 1]
     assert (tmp_path / "ablate.md").read_text().startswith("Table 5 ablation: DM on digits")
@@ -99,4 +102,6 @@ def test_tiny_ablation_on_the_builtin_host(tmp_path: Path, capsys: pytest.Captur
         assert 0 < rows[setting]["level2_kept"] < 1 and 0 < rows[setting]["ite_share"] < 1
         config = json.loads((tmp_path / "runs" / f"{setting}-s0" / "config.json").read_text())
         assert config["bilp"]["side"] == setting and config["bilp"]["beta"] == 0.2
+    control = json.loads((tmp_path / "runs" / "random-s0" / "config.json").read_text())["bilp"]
+    assert control["ite"] == "random" and control["side"] == "both" and 0 < rows["random"]["level2_kept"] < 1
     assert "| level 1 + prune large ITE | ✓ | ✗ | ✓ |" in capsys.readouterr().out

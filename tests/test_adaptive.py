@@ -167,3 +167,29 @@ def test_a_plugin_mask_is_checked() -> None:
     manager.register(Empty(), name="empty")
     with pytest.raises(BiLPError, match="non-empty boolean mask"):
         level2.LazySelector(BiLPConfig(beta=0.3), manager.run_hooks(None))(_step(0, 0))
+
+
+def _random_masks(seed: int, counter: CountingITE) -> list[list[bool]]:
+    manager = PluginManager()
+    manager.register(counter, name="counter")
+    rows: list[dict] = []
+    selector = level2.LazySelector(BiLPConfig(beta=0.2, interval=1, ite="random", seed=seed), manager.run_hooks(None),
+                                   rows.append)
+    masks = []
+    for draw in range(50):
+        step = _step(draw % 2, draw)
+        kept = selector(step)[0]
+        masks.append([bool((row == kept).all(1).any()) for row in step.real])
+    assert 0.75 < sum(r["kept"] for r in rows) / sum(r["batch"] for r in rows) < 0.85  # the rule keeps 1 - beta
+    return masks
+
+
+def test_the_random_control_drops_the_same_share_seeded_without_an_ite() -> None:
+    counter = CountingITE()
+    first, again, other = _random_masks(0, counter), _random_masks(0, counter), _random_masks(1, counter)
+    assert counter.calls == 0 and first == again and first != other
+
+
+def test_an_unknown_ite_method_is_refused() -> None:
+    with pytest.raises(BiLPError, match="--bilp-ite must be one of exact, taylor, taylor-sum, random, got 'rand'"):
+        BiLPConfig(beta=0.2, ite="rand")  # type: ignore[arg-type]

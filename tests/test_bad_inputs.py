@@ -368,6 +368,8 @@ UPSTREAM_CASES: dict[str, tuple[list[str], str]] = {
     "eta-2": (["--bilp", "--bilp-eta", "2"], "--bilp-eta must be in (0, 1], got 2.0"),
     "interval-0": (["--bilp", "--bilp-interval", "0"], "--bilp-interval must be >= 1, got 0"),
     "min-keep-0": (["--bilp", "--bilp-min-keep", "0"], "--bilp-min-keep must be >= 1, got 0"),
+    "ite-unknown": (["--bilp", "--bilp-beta", "0.2", "--bilp-ite", "rand"],
+                    "argument --bilp-ite: invalid choice: 'rand'"),
     "score-epochs-0": (["--bilp", "--bilp-score-epochs", "0"], "--bilp-score-epochs must be >= 1, got 0"),
     "loss-with-stratum": (["--bilp", "--bilp-alpha", "0.5", "--bilp-stratum", "3"],
                           "--bilp-criterion stratum needs --bilp-stratum K"),

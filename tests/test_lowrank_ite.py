@@ -35,6 +35,23 @@ def test_full_rank_is_the_exact_ite_and_fewer_directions_are_not(match: str) -> 
     assert r == 2 and not torch.allclose(two, exact, rtol=1e-3)
 
 
+@pytest.mark.parametrize("match", ["dc", "dm"])
+def test_the_range_finder_is_exact_at_full_rank_and_not_below(match: str) -> None:
+    torch.manual_seed(0)
+    net = ConvNet(1, 3, width=4, depth=2, im_size=(8, 8)).double()
+    real, syn = torch.randn(6, 1, 8, 8, dtype=torch.float64), torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    if match == "dm":
+        loss = ite.embedding_matching(net.embed, real)
+    else:
+        loss = ite.gradient_matching(net, real, torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([1, 1]), "ours")
+    h = ite.Linearised(loss.synthetic, syn)
+    rows = ite.exact_cotangents(loss, h)
+    exact = ite.ite_norms(ite.ite_exact(loss, syn))
+    gen = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(lowrank_ite.range_finder_norms(h, rows, 6, gen), exact, rtol=1e-9, atol=1e-12)
+    assert not torch.allclose(lowrank_ite.range_finder_norms(h, rows, 2, gen), exact, rtol=1e-3)
+
+
 def test_energy_share_picks_the_fewest_directions() -> None:
     energy = torch.tensor([6.0, 3.0, 1.0], dtype=torch.float64)
     assert lowrank_ite.rank_of(energy, "e0.5") == 1

@@ -2,7 +2,7 @@
 
     bilp ablate --host dc --dataset mnist --data-root $BILP_DATA --method DM --seeds 0,1,2 --out ablate_dm
 
-Five settings, each over ``--seeds`` (every run with ``--bilp``, so each writes its run record):
+Five settings and a control, each over ``--seeds`` (every run with ``--bilp``, so each writes its run record):
 
 ========  =========================================  ==============================================
 setting   BiLP                                       flags
@@ -12,6 +12,7 @@ level1    level 1 only                               ``--bilp-alpha A``
 small     level 1 + prune the small-ITE tail          ``--bilp-alpha A --bilp-beta B --bilp-side small``
 large     level 1 + prune the large-ITE tail          ``--bilp-alpha A --bilp-beta B --bilp-side large``
 both      level 1 + prune both tails (full BiLP)     ``--bilp-alpha A --bilp-beta B``
+random    level 1 + drop the same share at random    ``--bilp-alpha A --bilp-beta B --bilp-ite random``
 ========  =========================================  ==============================================
 
 The table: accuracy (mean ± std over every evaluated network of every seed), the real rows level 1 kept, the
@@ -40,6 +41,7 @@ SETTINGS = {
     "small": ("level 1 + prune small ITE", "✓", "✓", "✗"),
     "large": ("level 1 + prune large ITE", "✓", "✗", "✓"),
     "both": ("level 1 + prune both (BiLP)", "✓", "✓", "✓"),
+    "random": ("level 1 + drop beta at random (control)", "✓", "✗", "✗"),
 }
 """Setting -> label, then whether it prunes by loss (level 1), the small-ITE tail, the large-ITE tail."""
 FIXED = ("method", "dataset", "ipc", "iterations", "batch_real", "width", "eval_models", "eval_epochs", "scores",
@@ -65,6 +67,7 @@ def points(alpha: float, beta: float, seeds: list[int]) -> dict[str, list[hosts.
         "small": [hosts.Point(f"small-s{s}", alpha=alpha, beta=beta, side="small", seed=s) for s in seeds],
         "large": [hosts.Point(f"large-s{s}", alpha=alpha, beta=beta, side="large", seed=s) for s in seeds],
         "both": [hosts.Point(f"both-s{s}", alpha=alpha, beta=beta, seed=s) for s in seeds],
+        "random": [hosts.Point(f"random-s{s}", alpha=alpha, beta=beta, ite="random", seed=s) for s in seeds],
     }
 
 

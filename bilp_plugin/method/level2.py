@@ -192,7 +192,8 @@ def _sync(device: torch.device) -> None:
 
 class LazySelector:
     """Level 2 for one experiment: every ``config.interval``-th draw of a class computes the ITE norms
-    (``meta_grad``) and the keep mask (``filter_batch``); the draws in between reuse that class's kept batch."""
+    (``meta_grad``; random stand-ins with ``--bilp-ite random``) and the keep mask (``filter_batch``); the draws in
+    between reuse that class's kept batch."""
 
     def __init__(self, config: BiLPConfig, hooks: RunHooks,
                  on_select: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -202,6 +203,7 @@ class LazySelector:
         self.state = SelectionState(config.eta, per_class=config.stats == "class")
         self.draws: dict[int, int] = {}
         self.kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.generator = torch.Generator().manual_seed(config.seed)
 
     def __call__(self, step: MatchStep) -> tuple[torch.Tensor, torch.Tensor]:
         """The kept rows of ``step.real`` and ``step.real_labels`` (or the reused ones)."""
@@ -212,7 +214,7 @@ class LazySelector:
         device = step.real.device
         _sync(device)
         start = time.perf_counter()
-        norms = self.hooks.meta_grad(step, self.config.ite)
+        norms = self.norms(step)
         selection = self.hooks.filter_batch(norms, step.cls, self.state, self.config)
         _sync(device)
         elapsed = time.perf_counter() - start
@@ -226,6 +228,13 @@ class LazySelector:
                 "high": selection.high, "ite_s": elapsed,
             })
         return kept
+
+    def norms(self, step: MatchStep) -> torch.Tensor:
+        """The ITE norms of ``step.real`` (``meta_grad``), or, for the ``random`` control, seeded log-normal
+        stand-ins: no ITE, the same rule on them, so the same share of each batch is dropped, at random."""
+        if self.config.ite == "random":
+            return torch.randn(len(step.real), generator=self.generator, dtype=torch.float64).exp()
+        return self.hooks.meta_grad(step, self.config.ite)
 
 
 def _checked_mask(keep: torch.Tensor, batch: int) -> torch.Tensor:
