@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None, 
     docstring). All values are plain JSON types. With ``upstream``, ``--bilp`` is checked by the ``check_script``
     hook as it is parsed (:class:`EnableBiLP`). With ``level2=False`` (a script whose loss sees no real batch,
     MTT's) the level-2 flags still parse, so the adapter's refusal can name them, but ``--help`` hides them and
-    says why."""
+    says why; with ``upstream`` too (DATM's), that refusal (the adapter's ``check_run``) comes as the flags are
+    parsed."""
     d = BiLPConfig()
     title = "BiLP (bi-level data pruning)" if level2 else "BiLP (bi-level data pruning): level 1 only in this script"
     g = parser.add_argument_group(title, None if level2 else (
@@ -99,10 +100,14 @@ def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None, 
                    help="seed of BiLP's own generators")
     g.add_argument("--bilp-out", type=str, default=None, help="run-record folder (default: bilp_runs/<time>)")
     parse_known_args = parser.parse_known_args
+    checked: list[list[str]] = []
 
     def parse_and_check(args: Sequence[str] | None = None, namespace: Any = None) -> tuple[Any, list[str]]:
         parsed, extras = parse_known_args(args, namespace)
-        check_parsed(parser, parsed, sys.argv[1:] if args is None else list(args))
+        argv = sys.argv[1:] if args is None else list(args)
+        if argv not in checked:  # a script that parses one command line twice (DATM.py) is checked once
+            check_parsed(parser, parsed, argv, None if level2 else upstream)
+            checked.append(argv)
         return parsed, extras
 
     parser.parse_known_args = parse_and_check  # type: ignore[method-assign]  # parse_args calls it
@@ -114,9 +119,12 @@ def given_flags(argv: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_parsed(parser: argparse.ArgumentParser, args: Any, argv: Sequence[str]) -> None:
+def check_parsed(parser: argparse.ArgumentParser, args: Any, argv: Sequence[str],
+                 no_level2: str | None = None) -> None:
     """The flags together, right after parsing: without ``--bilp``, one warning line when ``--bilp-*`` flags were
-    given; with it, the config, the score file and the record folder, refused with argparse's one-line error."""
+    given; with it, the config, the score file and the record folder, refused with argparse's one-line error.
+    ``no_level2``: the upstream of a script added with ``level2=False``; its adapter's ``check_run`` refuses
+    ``--bilp-beta > 0`` here, with its reason, before the script loads any data."""
     if not getattr(args, "bilp", False):
         ignored = given_flags(argv)
         if ignored:
@@ -124,6 +132,10 @@ def check_parsed(parser: argparse.ArgumentParser, args: Any, argv: Sequence[str]
         return
     try:
         config = from_args(args)
+        if no_level2 is not None and config.level2:
+            manager = get_manager()
+            manager.register_adapter(no_level2)
+            manager.check_run(no_level2, args, config)
         if config.scores is not None:
             scorefile.load(config.scores)
         check_out(config.out)
