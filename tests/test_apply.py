@@ -136,7 +136,7 @@ def test_status_table(project: apply.Manifest, capsys: pytest.CaptureFixture[str
     assert row.split() == ["toy", "third_party/toy", project.commit[:12], "yes", "yes", "yes"]
 
 
-@pytest.mark.parametrize("name", ["dc", "mtt", "idc", "idm"])
+@pytest.mark.parametrize("name", ["dc", "mtt", "idc", "idm", "datm"])
 def test_real_series_round_trip_a_clone_byte_for_byte(name: str, tmp_path: Path) -> None:
     from upstreams import clone
 
@@ -152,7 +152,7 @@ def test_real_series_round_trip_a_clone_byte_for_byte(name: str, tmp_path: Path)
     assert snapshot(checkout) == before
 
 
-@pytest.mark.parametrize("name", ["dc", "mtt", "idc", "idm"])
+@pytest.mark.parametrize("name", ["dc", "mtt", "idc", "idm", "datm"])
 def test_real_series_apply_to_their_pinned_commits(name: str) -> None:
     manifest = apply.Manifest.load(ROOT / "adapters" / name)
     if not (manifest.checkout / ".git").exists():
