@@ -1,13 +1,13 @@
 """Run configuration: :class:`BiLPConfig` (what a ``--bilp`` run does) and :class:`ScoringConfig` (how level-1
-scores are made), with the checks of their values. The ``--bilp-*`` flags that fill a :class:`BiLPConfig` are
-:mod:`bilp_plugin.runtime.flags`."""
+scores are made), with the checks of their values, and :data:`FLAGS`, the one table of the ``--bilp-*`` flags that
+fill a :class:`BiLPConfig` (added to an upstream's parser by :mod:`bilp_plugin.runtime.flags`)."""
 
 from __future__ import annotations
 
 import argparse
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from bilp_plugin.errors import BiLPError
@@ -116,7 +116,8 @@ class ScoringConfig:
 @dataclass
 class BiLPConfig:
     """Everything a ``--bilp`` run decides. Level 1 is off at ``alpha = 0`` (with criterion ``loss``), level 2 at
-    ``beta = 0``; with both off the run is bit-for-bit the baseline."""
+    ``beta = 0``; with both off the run is bit-for-bit the baseline. Each field is filled by one ``--bilp-*`` flag
+    and checked by it (:data:`FLAGS`)."""
 
     alpha: float = 0.0
     criterion: Criterion = "loss"
@@ -133,32 +134,12 @@ class BiLPConfig:
     min_keep: int = 1
     seed: int = 0
     out: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_ratio("--bilp-alpha", self.alpha)
-        check_ratio("--bilp-beta", self.beta)
-        check_stratum(self.stratum)
-        if self.criterion not in CRITERIA:
-            raise BiLPError(f"--bilp-criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
+        for flag in FLAGS:
+            flag.validate(getattr(self, flag.field))
         if (self.criterion == "stratum") != (self.stratum is not None):
             raise BiLPError("--bilp-criterion stratum needs --bilp-stratum K (1..10), and --bilp-stratum needs it")
-        if self.side not in SIDES:
-            raise BiLPError(f"--bilp-side must be one of {', '.join(SIDES)}, got {self.side!r}")
-        if self.ite not in ITE_METHODS:
-            raise BiLPError(f"--bilp-ite must be one of {', '.join(ITE_METHODS)}, got {self.ite!r}")
-        if self.rule not in RULES:
-            raise BiLPError(f"--bilp-rule must be one of {', '.join(RULES)}, got {self.rule!r}")
-        if self.stats not in STATS:
-            raise BiLPError(f"--bilp-stats must be one of {', '.join(STATS)}, got {self.stats!r}")
-        check_eta("--bilp-eta", self.eta)
-        check_at_least("--bilp-interval", self.interval, 1)
-        check_at_least("--bilp-min-keep", self.min_keep, 1)
-        check_at_least("--bilp-score-epochs", self.score_epochs, 1)
-        check_seed("--bilp-seed", self.seed)
-        if self.scores is not None and not self.scores.strip():
-            raise BiLPError("--bilp-scores names no file: pass a score file, or leave the flag out to score on "
-                            "the fly")
 
     @property
     def level1(self) -> bool:
@@ -170,3 +151,92 @@ class BiLPConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_file_named(name: str, value: str) -> str:
+    if not value.strip():
+        raise BiLPError(f"{name} names no file: pass a score file, or leave the flag out to score on the fly")
+    return value
+
+
+def _count(name: str, value: int) -> int:
+    return check_at_least(name, value, 1)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One ``--bilp-*`` flag: the :class:`BiLPConfig` field it fills (the flag is ``--bilp-`` and the field's name,
+    ``_`` as ``-``), how its text is read (``convert``), the check of its value (``check(flag, value)`` raises
+    :class:`BiLPError`; ``None`` passes where the field's default is ``None``) or its ``choices``, its help, and
+    whether it belongs to level 2 (hidden in ``--help`` of a script without level 2)."""
+
+    field: str
+    help: str
+    convert: Callable[[str], Any] = str
+    check: Callable[[str, Any], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    level2: bool = False
+
+    @property
+    def option(self) -> str:
+        return "--bilp-" + self.field.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        """The attribute argparse fills on the upstream's namespace."""
+        return "bilp_" + self.field
+
+    def validate(self, value: Any) -> Any:
+        if value is None and BiLPConfig.__dataclass_fields__[self.field].default is None:
+            return value
+        if self.choices is not None and value not in self.choices:
+            raise BiLPError(f"{self.option} must be one of {', '.join(self.choices)}, got {value!r}")
+        return self.check(self.option, value) if self.check else value
+
+    def argtype(self) -> Callable[[str], Any] | None:
+        """The argparse ``type`` (``None`` where argparse's ``choices`` check the text)."""
+        return None if self.choices is not None else argtype(self.convert, self.validate)
+
+
+FLAGS: tuple[Flag, ...] = (
+    Flag("alpha", "level 1: share of each class pruned before distillation, largest loss first [0, 1)", float,
+         check_ratio),
+    Flag("criterion", "level 1: loss (keep lowest loss per class), random (same counts), stratum (one decile)",
+         choices=CRITERIA),
+    Flag("stratum", "with --bilp-criterion stratum: keep decile K of the loss order (S1 = largest loss)", int,
+         lambda _, v: check_stratum(v)),
+    Flag("scores", "score file (.npz from `bilp score`, or the authors' JSON list); default: score on the fly",
+         check=check_file_named),
+    Flag("score_epochs", "epochs of empirical-loss training when scoring on the fly", int, _count),
+    Flag("beta", "level 2: share of each real batch pruned by ITE during distillation [0, 1); 0 = off", float,
+         check_ratio, level2=True),
+    Flag("side", "level 2: prune both tails of the ITE distribution, or only small / only large", choices=SIDES,
+         level2=True),
+    Flag("rule", "level 2: relative (default: log ITE norm relative to its batch's median, running tracked "
+         "quantiles; keeps 1 - beta) or paper (Eq. 8 on the norms, normal quantiles)", choices=RULES, level2=True),
+    Flag("eta", "level 2: momentum of the running ITE statistics (0, 1]", float, check_eta, level2=True),
+    Flag("interval", "level 2: re-select every k draws of a class, reuse the kept batch in between", int, _count,
+         level2=True),
+    Flag("stats", "level 2: one running ITE statistic for all classes, or one per class", choices=STATS,
+         level2=True),
+    Flag("ite", "level 2: exact (factored) ITE, or the paper's Taylor approximation (mean or sum form)",
+         choices=ITE_METHODS, level2=True),
+    Flag("min_keep", "level 2: never keep fewer rows", int, _count, level2=True),
+    Flag("seed", "seed of BiLP's own generators", int, check_seed),
+    Flag("out", "run-record folder (default: bilp_runs/<time>)"),
+)
+"""Every ``--bilp-*`` flag, one row per :class:`BiLPConfig` field: the upstream's parser
+(:func:`bilp_plugin.runtime.flags.add_arguments`), the config it fills and checks, and the command line a host
+passes to a launched upstream (:func:`flag_args`) all come from here. A new setting is one field above and one row
+here."""
+FLAG_OF = {flag.field: flag for flag in FLAGS}
+
+
+def flag_args(values: dict[str, Any]) -> list[str]:
+    """``--bilp`` and the flags that set ``values`` (field -> value; ``None`` is left out), in ``values``' order:
+    what a host passes to an upstream it launches."""
+    args = ["--bilp"]
+    for name, value in values.items():
+        if value is not None:
+            args += [FLAG_OF[name].option, str(value)]
+    return args

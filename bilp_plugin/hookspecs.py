@@ -7,9 +7,12 @@ returning a value, or declines a call by returning ``None``. The ``check_*`` hoo
 of them refuses by raising :class:`~bilp_plugin.errors.BiLPError` (one line: the bad value and the fix).
 
 Where to implement them: in an adapter (one per upstream, found through the ``bilp.adapters`` entry-point group and
-registered when a patched upstream of that name starts), or in a plugin exposed under the ``bilp`` group (always
-registered). Hooks that concern one upstream receive its adapter name (``upstream``): implement them for yours and
-return ``None`` (or nothing) for the others.
+registered when a patched upstream of that name starts), or in a shared plugin exposed under the ``bilp`` group
+(always registered). Every hook a run calls reaches the shared plugins and that run's adapter only, never another
+adapter registered in the same process (:class:`bilp_plugin.manager.RunHooks`), so an adapter answers for its own
+upstream without asking which upstream runs. Hooks that concern one upstream also pass its adapter name
+(``upstream``; ``make_host``: ``name``) for the shared plugins; an implementation takes only the arguments it
+uses (pluggy passes any subset of a hook's arguments), so an adapter leaves the name out.
 
 This module imports only pluggy and typing at run time.
 """
@@ -26,14 +29,13 @@ PROJECT = "bilp"
 hookspec = pluggy.HookspecMarker(PROJECT)
 
 if TYPE_CHECKING:
-    import argparse
     from pathlib import Path
 
     import numpy as np
     import torch
 
     from bilp_plugin.config import BiLPConfig, ScoringConfig
-    from bilp_plugin.lab.hosts import Host
+    from bilp_plugin.hosting import Host, HostSettings
     from bilp_plugin.method.level1 import Subset
     from bilp_plugin.method.level2 import Selection, SelectionState
     from bilp_plugin.method.matchstep import MatchStep
@@ -167,7 +169,8 @@ def restrict_real(upstream: str, real: Any, kept: np.ndarray) -> Any | None:
         a dataset object (IDC), or a tuple of several.
     :param kept: the kept dataset indices, int64, ascending.
     :return: ``real`` restricted, in its own type, or ``None`` when this implementation does not know the type.
-        Built-ins (``trylast``): lists of per-class index lists, tensors in dataset order, tuples of those.
+        Built-ins (``trylast``): lists of per-class index lists, tensors in dataset order, map-style datasets
+        with ``targets`` (a :class:`~bilp_plugin.runtime.kept.KeptDataset` view), tuples of those.
     """
 
 
@@ -202,14 +205,17 @@ def real_images(upstream: str, real: Any, dataset: str | None) -> torch.Tensor |
 
 
 @hookspec(firstresult=True)
-def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | None:
+def make_host(name: str, options: HostSettings, workdir: Path) -> Host | None:
     """A host on which ``bilp demo``, ``bilp sweep`` and ``bilp ablate`` run their distillation points.
 
-    Called by: those commands once, before the first point, with ``--host NAME``.
+    Called by: those commands once, before the first point, with ``--host NAME``: the call reaches adapter
+    ``NAME`` (and the shared plugins).
 
     :param name: the host asked for (an adapter name: ``builtin``, ``dc``, ...).
-    :param options: the command's parsed options (method, dataset, ipc, iterations, evaluation, threads, ...).
+    :param options: the command's distillation settings (method, dataset, ipc, iterations, evaluation, threads,
+        ...).
     :param workdir: the command's output folder (a host may keep a patched copy of its upstream there).
-    :return: a :class:`~bilp_plugin.lab.hosts.Host`, or ``None`` when ``name`` is not this adapter's; raise
-        :class:`~bilp_plugin.errors.BiLPError` when it is but cannot run here (the message says why).
+    :return: a :class:`~bilp_plugin.hosting.Host` (an object with ``name`` and ``run(point, run_dir, scores)``),
+        or ``None`` when this implementation offers none; raise :class:`~bilp_plugin.errors.BiLPError` when the
+        host cannot run here (the message says why).
     """

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from bilp_plugin.config import BiLPConfig
+from bilp_plugin.manager import PluginManager
 from bilp_plugin.method.level1 import Subset
 
 
@@ -19,9 +20,13 @@ def subset(kept_per_class: list[int], extra: int = 1) -> Subset:
 
 
 def run_checks(plugin: Any, upstream: str, args: Any, config: BiLPConfig, kept: list[int] | None) -> None:
-    """An adapter's checks as the runtime calls them: ``check_run`` before the run (``kept`` is ``None``), or
-    ``check_level1`` with a subset of these per-class counts."""
+    """An adapter's checks as the runtime calls them, through a run's hooks (with the built-in checks):
+    ``check_run`` before the run (``kept`` is ``None``), or ``check_level1`` with a subset of these per-class
+    counts."""
+    manager = PluginManager()
+    manager.register_adapter(upstream, plugin)
+    hooks = manager.run_hooks(upstream)
     if kept is None:
-        plugin.check_run(upstream=upstream, args=args, config=config)
+        hooks.check_run(args, config)
     else:
-        plugin.check_level1(upstream=upstream, args=args, config=config, subset=subset(kept))
+        hooks.check_level1(args, config, subset(kept))

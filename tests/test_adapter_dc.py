@@ -167,12 +167,6 @@ def test_batched_vjp_path_used_on_gpus_equals_the_cpu_loop(upstream: SimpleNames
     torch.testing.assert_close(ite.ite_exact(loss, ite.leaf(s.syn), chunk=2), looped)
 
 
-def test_meta_grad_declines_other_upstreams(upstream: SimpleNamespace) -> None:
-    s = step(convnet(upstream.networks), dc_args())
-    s.upstream = "idm"
-    assert plugin.meta_grad(step=s, method="exact") is None
-
-
 # ------------------------------------------------------------------------------------------- check
 @pytest.mark.parametrize(("args", "config", "kept", "message"), [
     (dm_args(model="ConvNetBN"), BiLPConfig(beta=0.2), None, "BatchNorm path"),

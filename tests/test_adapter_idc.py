@@ -114,12 +114,6 @@ def test_l1_taylor_falls_back_to_exact(idc: ModuleType, capsys: pytest.CaptureFi
     torch.testing.assert_close(norms, plugin.meta_grad(step=step, method="exact"))
 
 
-def test_meta_grad_declines_other_upstreams(idc: ModuleType) -> None:
-    step = make_step(idc, idc_args())
-    step.upstream = "dc"
-    assert plugin.meta_grad(step=step, method="exact") is None
-
-
 def test_meta_grad_consumes_no_random_numbers(idc: ModuleType) -> None:
     step = make_step(idc, idc_args(factor=3, ipc=1, batch_syn_max=4))  # 9 decoded > 4: IDC would subsample
     torch_state, np_state = torch.get_rng_state(), np.random.get_state()
@@ -183,7 +177,7 @@ class Toy(torch.utils.data.Dataset):
 def test_restrict_wraps_a_dataset_for_every_idc_loader(idc: ModuleType) -> None:
     toy = Toy()
     kept = np.array([0, 3, 4, 7, 9, 10, 11, 13, 15, 17, 18, 20, 22, 23, 25, 26, 28, 29])
-    sub = PluginManager().restrict_real("idc", toy, kept)  # the runtime's built-in wraps any dataset with targets
+    sub = PluginManager().run_hooks("idc").restrict_real(toy, kept)  # the built-in wraps any dataset with targets
     assert isinstance(sub, KeptDataset) and len(sub) == len(kept) and sub.nclass == 3 and sub.classes == toy.classes
     assert sub.targets == [toy.targets[i] for i in kept]
     assert torch.equal(sub[2][0], toy[int(kept[2])][0])
@@ -220,4 +214,4 @@ def test_level1_scores_idc_dataset_on_the_fly(idc: ModuleType, tmp_path: Path) -
 def test_real_images_are_normalised_as_idc_does(idc: ModuleType) -> None:
     toy = Toy(4)
     norm = idc.utils.Normalize(idc.MEANS["cifar10"], idc.STDS["cifar10"], device="cpu")
-    torch.testing.assert_close(plugin.real_images(upstream="idc", real=toy, dataset="cifar10"), norm(toy.images))
+    torch.testing.assert_close(plugin.real_images(real=toy, dataset="cifar10"), norm(toy.images))

@@ -144,7 +144,7 @@ def test_lazy_reuse_until_next_selection() -> None:
     manager = PluginManager()
     manager.register(counter, name="counter")
     rows: list[dict] = []
-    selector = level2.LazySelector(BiLPConfig(beta=0.3, interval=3), manager, rows.append)
+    selector = level2.LazySelector(BiLPConfig(beta=0.3, interval=3), manager.run_hooks(None), rows.append)
     first = selector(_step(0, 0))
     assert torch.equal(selector(_step(0, 1))[0], first[0]) and torch.equal(selector(_step(0, 2))[0], first[0])
     other = selector(_step(1, 3))
@@ -166,4 +166,4 @@ def test_a_plugin_mask_is_checked() -> None:
     manager.register(CountingITE(), name="ite")
     manager.register(Empty(), name="empty")
     with pytest.raises(BiLPError, match="non-empty boolean mask"):
-        level2.LazySelector(BiLPConfig(beta=0.3), manager)(_step(0, 0))
+        level2.LazySelector(BiLPConfig(beta=0.3), manager.run_hooks(None))(_step(0, 0))

@@ -72,7 +72,7 @@ def test_order_is_the_upstreams_imagefolder_with_its_class_selection(tree: Path,
     module = getattr(upstream_folders, upstream)
     theirs = module.ImageFolder(str(tree), nclass=6, seed=1, load_memory=False)
     files, labels, _ = folders.image_files(tree)
-    assert PluginManager().real_files(upstream, theirs) == files
+    assert PluginManager().run_hooks(upstream).real_files(theirs) == files
     assert theirs.targets != labels.tolist() and scorefile.same_partition(theirs.targets, labels)
     picked = theirs.classes[:3]  # --classes in their label order gives their labels exactly
     sub = module.ImageFolder(str(tree), nclass=6, seed=1, load_memory=False)
@@ -143,28 +143,31 @@ def test_tinyimagenet_reads_dcs_tensor_file(tmp_path: Path) -> None:
         folders.load("tinyimagenet", tmp_path / "elsewhere")
 
 
-class Plugin:
-    """Overrides of the two hooks of this module's subject, as a user plugin would write them."""
+class ToyAdapter:
+    """An adapter's implementations of the two hooks of this module's subject (no upstream argument: the calls of
+    a run reach its own adapter only)."""
 
     @hookimpl(tryfirst=True)
-    def real_files(self, upstream: str, real: Any) -> list[str] | None:
-        return ["x.png"] * len(real) if upstream == "toy" else None
+    def real_files(self, real: Any) -> list[str]:
+        return ["x.png"] * len(real)
 
     @hookimpl
-    def check_script(self, upstream: str, script: str) -> None:
-        if upstream == "toy" and script != "distill.py":
+    def check_script(self, script: str) -> None:
+        if script != "distill.py":
             raise BiLPError(f"{script} runs no BiLP: use distill.py")
 
 
 def test_hooks_can_be_overridden(tree: Path) -> None:
     manager = PluginManager()
-    manager.register(Plugin(), name="plugin")
-    assert manager.real_files("toy", torch.utils.data.TensorDataset(torch.zeros(3))) == ["x.png"] * 3
-    assert manager.real_files("idc", datasets.ImageFolder(str(tree))) == folders.image_files(tree)[0]
-    assert manager.real_files("idc", torch.zeros(3)) is None
-    manager.check_script("toy", "distill.py")
+    manager.register_adapter("toy", ToyAdapter())
+    toy, idc = manager.run_hooks("toy"), manager.run_hooks("idc")
+    assert toy.real_files(torch.utils.data.TensorDataset(torch.zeros(3))) == ["x.png"] * 3
+    assert idc.real_files(datasets.ImageFolder(str(tree))) == folders.image_files(tree)[0]  # not toy's answer
+    assert idc.real_files(torch.zeros(3)) is None
+    toy.check_script("distill.py")
+    idc.check_script("condense.py")
     with pytest.raises(BiLPError, match="use distill.py"):
-        manager.check_script("toy", "buffer.py")
+        toy.check_script("buffer.py")
 
 
 def _parse(monkeypatch: pytest.MonkeyPatch, script: str, argv: list[str]) -> argparse.Namespace:

@@ -14,7 +14,7 @@ PACKAGES = {"bilp_plugin": ROOT / "bilp_plugin", "bilp_adapters": ROOT / "adapte
 LAYERS = ["core", "method", "runtime", "tools", "lab", "adapters", "commands"]
 """Lowest first: a module may import its own layer and those before it."""
 CORE = {"bilp_plugin", "bilp_plugin.errors", "bilp_plugin.logs", "bilp_plugin.config", "bilp_plugin.hookspecs",
-        "bilp_plugin.files", "bilp_plugin.manager", "bilp_plugin.__main__", "bilp_plugin.cli"}
+        "bilp_plugin.files", "bilp_plugin.manager", "bilp_plugin.hosting", "bilp_plugin.__main__", "bilp_plugin.cli"}
 
 
 def modules() -> dict[str, Path]:
@@ -116,6 +116,27 @@ def test_the_method_knows_no_runtime_lab_tool_command_or_adapter() -> None:
 
 def test_hookspecs_imports_only_pluggy_and_typing() -> None:
     assert imports("bilp_plugin.hookspecs") <= {"__future__", "pluggy", "typing"}
+
+
+def type_imports(module: str) -> set[str]:
+    """The package's modules that ``module`` imports under ``if TYPE_CHECKING:`` (the types it names)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for inner in node.body:
+                if isinstance(inner, ast.ImportFrom) and inner.module:
+                    names.update(f"{inner.module}.{a.name}" if f"{inner.module}.{a.name}" in MODULES
+                                 else inner.module for a in inner.names)
+    return {n for n in names if n in MODULES}
+
+
+@pytest.mark.parametrize("module", ["bilp_plugin.hookspecs", "bilp_plugin.manager"])
+def test_the_spec_names_no_type_above_the_method(module: str) -> None:
+    """The hook spec (and the manager's typed calls) name types of the core and the method only: what a hook
+    returns, a host included (:class:`bilp_plugin.hosting.Host`), is described at or below the spec's layer."""
+    above = {n: layer(n) for n in type_imports(module) if layer(n) not in ("core", "method")}
+    assert not above, f"{module} names types of {above}"
+    assert "bilp_plugin.hosting" in type_imports(module)
 
 
 def test_nothing_points_outside_the_repository() -> None:

@@ -11,7 +11,6 @@ host optimises (tests/test_demo.py checks it against the leave-one-out definitio
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +24,8 @@ from bilp_plugin.method.level1 import Subset
 from bilp_plugin.method.matchstep import MatchStep
 
 if TYPE_CHECKING:
-    from bilp_plugin.lab.hosts import Host
+    from bilp_plugin.hosting import Host, HostSettings
 
-UPSTREAM = "builtin"
 
 
 def gradient_matching(step: MatchStep) -> ite.SeparableLoss:
@@ -41,26 +39,22 @@ def distribution_matching(step: MatchStep) -> ite.SeparableLoss:
 
 
 @hookimpl
-def meta_grad(step: MatchStep, method: str) -> torch.Tensor | None:
+def meta_grad(step: MatchStep, method: str) -> torch.Tensor:
     """``||ITE(x)||`` of each row of the class's real batch on the meta gradient of its synthetic rows."""
-    if step.upstream != UPSTREAM:
-        return None
     loss = distribution_matching(step) if step.args.method == "DM" else gradient_matching(step)
     return ite.ite(loss, ite.leaf(step.syn), method)
 
 
 @hookimpl
-def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
+def check_run(args: Any, config: BiLPConfig) -> None:
     """Refuse settings the host cannot run, before any training."""
-    if upstream == UPSTREAM and config.level2 and args.batch_real < 2:
+    if config.level2 and args.batch_real < 2:
         raise BiLPError(f"level 2 (--bilp-beta {config.beta}) needs --batch-real >= 2, got {args.batch_real}")
 
 
 @hookimpl
-def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+def check_level1(args: Any, config: BiLPConfig, subset: Subset) -> None:
     """``--init real`` copies ``ipc`` real images per class: level 1 must keep that many."""
-    if upstream != UPSTREAM:
-        return
     fewest, cls = min((n, c) for c, n in enumerate(subset.kept_per_class))
     if args.init == "real" and fewest < args.ipc:
         raise BiLPError(f"--init real needs {args.ipc} real images per class (--ipc), but level 1 keeps only "
@@ -68,10 +62,8 @@ def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -
 
 
 @hookimpl
-def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | None:
+def make_host(options: HostSettings, workdir: Path) -> Host:
     """The built-in host: points run in this process (:class:`bilp_plugin.lab.hosts.BuiltinHost`)."""
-    if name != UPSTREAM:
-        return None
     from bilp_plugin.lab.hosts import BuiltinHost
 
     return BuiltinHost(options)

@@ -14,7 +14,6 @@ MTT's expert-folder layout).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.level1 import Subset
 
-UPSTREAM = "datm"
 BUFFER_SCRIPT = "buffer_FTD.py"
 REAL_INIT = ("real", "samples_predicted_correctly")
 """``--pix_init`` values that initialise the synthetic set from (kept) real images."""
@@ -49,11 +47,9 @@ def scripts() -> experts.Scripts:
 
 
 @hookimpl
-def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
+def check_run(args: Any, config: BiLPConfig) -> None:
     """Refuse what DATM cannot run: level 2 (also called as the flags are parsed, where ``args`` may hold only
     ``--cfg`` and the ``--bilp`` flags), and level 1 by loss in the distillation scripts without the score file."""
-    if upstream != UPSTREAM:
-        return
     if config.level2:
         raise BiLPError(f"--bilp-beta must be 0 for DATM, got {config.beta}: no real batch enters DATM's matching "
                         "loss (real samples reach the synthetic set only through the expert trajectories and the "
@@ -64,21 +60,18 @@ def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
 
 
 @hookimpl
-def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+def check_level1(args: Any, subset: Subset) -> None:
     """Distillation: refuse fewer kept images per class than ``--ipc`` for a real initialisation."""
-    if upstream == UPSTREAM and stage(args) == "distill" and args.pix_init in REAL_INIT \
-            and min(subset.kept_per_class) < args.ipc:
+    if stage(args) == "distill" and args.pix_init in REAL_INIT and min(subset.kept_per_class) < args.ipc:
         raise BiLPError(f"--pix_init {args.pix_init} needs ipc {args.ipc} real images per class, but level 1 keeps "
                         f"only {min(subset.kept_per_class)} in some class (kept per class: {subset.kept_per_class}): "
                         "lower --bilp-alpha or ipc, or use pix_init noise")
 
 
 @hookimpl
-def after_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+def after_level1(args: Any, config: BiLPConfig, subset: Subset) -> None:
     """buffer_FTD.py: record this run's subset in its expert folder; distillation: refuse experts of another
     subset."""
-    if upstream != UPSTREAM:
-        return
     described = experts.describe_subset(subset.labels, subset.kept, config, subset.summary) | {
         "dataset": args.dataset}
     folder = experts.expert_dir(args)
@@ -89,10 +82,8 @@ def after_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -
 
 
 @hookimpl
-def make_host(name: str, options: argparse.Namespace, workdir: Path) -> None:
+def make_host() -> None:
     """``--host datm`` is refused, saying why: DATM has no host for demo, sweep and ablate points."""
-    if name == UPSTREAM:
-        raise BiLPError("--host datm is not offered: every point would need its own expert trajectories "
-                        "(buffer_FTD.py on the point's kept subset: level 1 changes them) before DATM.py, whose "
-                        "accuracies it only logs; run buffer_FTD.py and DATM.py with the --bilp flags yourself "
-                        "(docs/adapter-datm.md)")
+    raise BiLPError("--host datm is not offered: every point would need its own expert trajectories (buffer_FTD.py "
+                    "on the point's kept subset: level 1 changes them) before DATM.py, whose accuracies it only "
+                    "logs; run buffer_FTD.py and DATM.py with the --bilp flags yourself (docs/adapter-datm.md)")

@@ -17,12 +17,11 @@ unless the options name another, e.g. ``ConvNetW32``) and saves
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
-from bilp_plugin.lab.hosts import Point
+from bilp_plugin.hosting import HostSettings, Point
 from bilp_plugin.lab.launched import Launch, LaunchedHost, Signal, saved_accuracies, unavailable as unavailable_here
 
 DATASETS = {"mnist": "MNIST", "cifar10": "CIFAR10"}
@@ -49,12 +48,12 @@ def method_args(method: str) -> list[str]:
             "DM": []}[method]
 
 
-def model(args: argparse.Namespace) -> str:
+def model(args: HostSettings) -> str:
     """The upstream network the options name (``--model``), else the upstream's default."""
-    return getattr(args, "model", None) or MODEL
+    return args.model or MODEL
 
 
-def eval_epochs(args: argparse.Namespace) -> int:
+def eval_epochs(args: HostSettings) -> int:
     """What the upstream trains its evaluation networks for: ``main.py`` forces 1000 epochs when it augments
     (DSA always, DC on MNIST) and 300 otherwise, ignoring ``--epoch_eval_train``; ``main_DM.py`` honours it."""
     if args.method == "DSA" or args.method == "DC" and args.dataset == "mnist":
@@ -70,7 +69,7 @@ class DcHost(LaunchedHost):
     name = "dc"
     evaluates_in_loop = True
 
-    def __init__(self, args: argparse.Namespace, workdir: Path, root: Path | None = None,
+    def __init__(self, args: HostSettings, workdir: Path, root: Path | None = None,
                  python: str = sys.executable) -> None:
         super().__init__(args, workdir, root / "adapters" / "dc" if root else ADAPTER, python)
 

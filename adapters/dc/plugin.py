@@ -14,7 +14,6 @@ The ITE is taken on the batch as ``get_images`` returns it, before DSA's augment
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ from bilp_plugin.method.level1 import Subset
 from bilp_plugin.method.matchstep import MatchStep
 
 if TYPE_CHECKING:
-    from bilp_plugin.lab.hosts import Host
+    from bilp_plugin.hosting import Host, HostSettings
 
 UPSTREAM = "dc"
 METRICS = ("ours", "mse", "cos")
@@ -69,18 +68,16 @@ def distribution_matching(step: MatchStep) -> ite.SeparableLoss:
 
 
 @hookimpl
-def meta_grad(step: MatchStep, method: str) -> torch.Tensor | None:
+def meta_grad(step: MatchStep, method: str) -> torch.Tensor:
     """``||ITE(x)||`` of each row of the class's real batch on the meta gradient of its synthetic rows."""
-    if step.upstream != UPSTREAM:
-        return None
     loss = distribution_matching(step) if is_dm(step.args) else gradient_matching(step)
     return ite.ite(loss, ite.leaf(step.syn), method)
 
 
 @hookimpl
-def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
+def check_run(args: Any, config: BiLPConfig) -> None:
     """Refuse, before any work, settings this upstream cannot run with level 2."""
-    if upstream != UPSTREAM or not config.level2:
+    if not config.level2:
         return
     if is_dm(args) and "BN" in args.model:
         raise BiLPError(f"level 2 (--bilp-beta {config.beta}) cannot run DM with --model {args.model}: its "
@@ -95,10 +92,8 @@ def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
 
 
 @hookimpl
-def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+def check_level1(args: Any, config: BiLPConfig, subset: Subset) -> None:
     """Refuse a level-1 subset too small for ``--init real`` or DM's BatchNorm path, before any training."""
-    if upstream != UPSTREAM:
-        return
     fewest, cls = min((n, c) for c, n in enumerate(subset.kept_per_class))
     if args.init == "real" and fewest < args.ipc:
         raise BiLPError(f"--init real needs {args.ipc} real images per class (--ipc), but level 1 keeps only "
@@ -110,10 +105,11 @@ def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -
 
 
 @hookimpl
-def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | None:
-    """``--host dc``: points run as launches of the patched DatasetCondensation (:mod:`bilp_adapters.dc.host`)."""
-    if name != UPSTREAM:
-        return None
-    from bilp_plugin.lab.launched import host_of
+def make_host(options: HostSettings, workdir: Path) -> Host:
+    """``--host dc``: points run as launches of the patched DatasetCondensation (:mod:`bilp_adapters.dc.host`,
+    imported only here: a patched upstream's process never needs the lab)."""
+    from bilp_adapters.dc import host
+    from bilp_plugin.lab.launched import refuse_unavailable
 
-    return host_of(UPSTREAM, "bilp_adapters.dc.host", "DcHost", options, workdir)
+    refuse_unavailable(UPSTREAM, host.unavailable(options.dataset))
+    return host.DcHost(options, workdir)

@@ -20,7 +20,6 @@ MNIST's augmentation at factor 2), passed explicitly because ``--reproduce`` its
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.lab.hosts import Point
+from bilp_plugin.hosting import HostSettings, Point
 from bilp_plugin.lab.launched import Launch, LaunchedHost, Signal, unavailable as unavailable_here
 
 ADAPTER = Path(__file__).resolve().parent
@@ -55,7 +54,7 @@ class IdcHost(LaunchedHost):
 
     name = "idc"
 
-    def __init__(self, args: argparse.Namespace, workdir: Path, python: str = sys.executable) -> None:
+    def __init__(self, args: HostSettings, workdir: Path, python: str = sys.executable) -> None:
         super().__init__(args, workdir, ADAPTER, python)
 
     @property

@@ -23,7 +23,6 @@ decoded synthetic set exceeds ``--batch_syn_max`` all decoded images are used in
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from pathlib import Path
@@ -39,7 +38,7 @@ from bilp_plugin.method.level1 import Subset
 from bilp_plugin.method.matchstep import MatchStep
 
 if TYPE_CHECKING:
-    from bilp_plugin.lab.hosts import Host
+    from bilp_plugin.hosting import Host, HostSettings
 
 UPSTREAM = "idc"
 SCRIPTS = ("condense.py", "condense_mp.py")
@@ -51,11 +50,9 @@ COUPLING_NORMS = ("batch", "sn")
 
 # ------------------------------------------------------------------------------------------------ level 1
 @hookimpl
-def real_images(upstream: str, real: Any, dataset: str | None) -> torch.Tensor | None:
+def real_images(real: Any, dataset: str | None) -> torch.Tensor:
     """All training images of ``real`` (IDC's ``trainset``), normalised as IDC feeds them to its networks:
     what level 1 scores when no ``--bilp-scores`` file is given."""
-    if upstream != UPSTREAM:
-        return None
     images = torch.stack([real[i][0] for i in range(len(real))])
     if images.dtype == torch.uint8:
         images = images.float() / 255
@@ -108,27 +105,25 @@ def stored(step: MatchStep) -> torch.Tensor:
 
 
 @hookimpl
-def meta_grad(step: MatchStep, method: str) -> torch.Tensor | None:
+def meta_grad(step: MatchStep, method: str) -> torch.Tensor:
     """``||ITE(x)||`` of IDC's real batch on its gradient-matching loss, w.r.t. the stored synthetic rows."""
-    if step.upstream != UPSTREAM:
-        return None
     return ite.ite(meta_loss(step), stored(step), method)
 
 
 # ------------------------------------------------------------------------------------------------ checks
 @hookimpl
-def check_script(upstream: str, script: str) -> None:
+def check_script(script: str) -> None:
     """IDC's ``argument.py`` adds the flags to every script that imports it: refuse ``--bilp`` in those that call
     no BiLP, instead of running them unpruned."""
-    if upstream == UPSTREAM and script not in SCRIPTS:
+    if script not in SCRIPTS:
         raise BiLPError(f"{script} parses IDC's --bilp flags (argument.py) but runs no BiLP: only "
                         f"{' and '.join(SCRIPTS)} do; drop --bilp here")
 
 
 @hookimpl
-def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
+def check_run(args: Any, config: BiLPConfig) -> None:
     """Refuse, before any work, level-2 settings IDC cannot run (see the messages)."""
-    if upstream != UPSTREAM or not config.level2:
+    if not config.level2:
         return
     if args.match != "grad":
         raise BiLPError(f"level 2 (--bilp-beta {config.beta}) supports IDC's gradient matching only, got --match "
@@ -146,10 +141,8 @@ def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
 
 
 @hookimpl
-def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
+def check_level1(args: Any, subset: Subset) -> None:
     """Refuse a level-1 subset too small for IDC's initialisation or its in-memory class loader."""
-    if upstream != UPSTREAM:
-        return
     kept_per_class = subset.kept_per_class
     fewest = min(kept_per_class)
     cls = kept_per_class.index(fewest)
@@ -166,10 +159,11 @@ def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -
 
 # ------------------------------------------------------------------------------------------------ host
 @hookimpl
-def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | None:
-    """``--host idc``: points run as launches of the patched IDC, evaluated by IDC (:mod:`bilp_adapters.idc.host`)."""
-    if name != UPSTREAM:
-        return None
-    from bilp_plugin.lab.launched import host_of
+def make_host(options: HostSettings, workdir: Path) -> Host:
+    """``--host idc``: points run as launches of the patched IDC, evaluated by IDC (:mod:`bilp_adapters.idc.host`,
+    imported only here: a patched upstream's process never needs the lab)."""
+    from bilp_adapters.idc import host
+    from bilp_plugin.lab.launched import refuse_unavailable
 
-    return host_of(UPSTREAM, "bilp_adapters.idc.host", "IdcHost", options, workdir)
+    refuse_unavailable(UPSTREAM, host.unavailable(options.dataset))
+    return host.IdcHost(options, workdir)

@@ -20,13 +20,12 @@ adapter's copy of ``torchnet.meter`` (the compat patch). Progress: its ``iter = 
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
-from bilp_plugin.lab.hosts import Point
+from bilp_plugin.hosting import HostSettings, Point
 from bilp_plugin.lab.launched import Launch, LaunchedHost, Signal, saved_accuracies, unavailable as unavailable_here
 
 ADAPTER = Path(__file__).resolve().parent
@@ -55,7 +54,7 @@ class IdmHost(LaunchedHost):
     name = "idm"
     evaluates_in_loop = True
 
-    def __init__(self, args: argparse.Namespace, workdir: Path, python: str = sys.executable) -> None:
+    def __init__(self, args: HostSettings, workdir: Path, python: str = sys.executable) -> None:
         super().__init__(args, workdir, ADAPTER, python)
 
     @property

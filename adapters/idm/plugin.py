@@ -18,7 +18,6 @@ the wall clock after the hook, and BiLP draws from no shared clock or RNG (``doc
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,7 @@ from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.matchstep import MatchStep
 
 if TYPE_CHECKING:
-    from bilp_plugin.lab.hosts import Host
+    from bilp_plugin.hosting import Host, HostSettings
 
 UPSTREAM = "idm"
 TOPK_SCRIPT = "IDM_cifar10.py"
@@ -76,11 +75,9 @@ def matching_loss(step: MatchStep) -> ite.SeparableLoss:
 
 
 @hookimpl
-def meta_grad(step: MatchStep, method: str) -> torch.Tensor | None:
+def meta_grad(step: MatchStep, method: str) -> torch.Tensor:
     """``||ITE(x)||`` of the rows of ``step.real`` on the gradient of IDM's loss w.r.t. the class's rows of
     ``image_syn`` (``step.syn``)."""
-    if step.upstream != UPSTREAM:
-        return None
     return ite.ite(matching_loss(step), ite.leaf(step.syn), method)
 
 
@@ -100,19 +97,15 @@ def _needs(args: Any) -> list[tuple[int, str]]:
 
 
 @hookimpl
-def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: level1.Subset) -> None:
+def check_level1(args: Any, config: BiLPConfig, subset: level1.Subset) -> None:
     """Refuse a level-1 subset that leaves a class fewer rows than IDM's settings take."""
-    if upstream != UPSTREAM:
-        return
     for rows, why in _needs(args):
         level1.require_rows(subset.kept_per_class, rows, why, config.alpha)
 
 
 @hookimpl
-def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
+def check_run(args: Any, config: BiLPConfig) -> None:
     """Refuse, before any work, settings this upstream cannot run (see the messages)."""
-    if upstream != UPSTREAM:
-        return
     if _topk_filter(args) and args.batch_real < TOPK:
         raise BiLPError(f"{TOPK_SCRIPT} with --ipc 1 and no --aug keeps the {TOPK} lowest-loss rows of each real "
                         f"batch (torch.topk(k={TOPK})), so it needs --batch_real >= {TOPK}, got {args.batch_real}: "
@@ -126,11 +119,11 @@ def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
 
 
 @hookimpl
-def make_host(name: str, options: argparse.Namespace, workdir: Path) -> Host | None:
+def make_host(options: HostSettings, workdir: Path) -> Host:
     """``--host idm``: points run as launches of the patched IDM with its own evaluation
-    (:mod:`bilp_adapters.idm.host`)."""
-    if name != UPSTREAM:
-        return None
-    from bilp_plugin.lab.launched import host_of
+    (:mod:`bilp_adapters.idm.host`, imported only here: a patched upstream's process never needs the lab)."""
+    from bilp_adapters.idm import host
+    from bilp_plugin.lab.launched import refuse_unavailable
 
-    return host_of(UPSTREAM, "bilp_adapters.idm.host", "IdmHost", options, workdir)
+    refuse_unavailable(UPSTREAM, host.unavailable(options.dataset))
+    return host.IdmHost(options, workdir)

@@ -1,7 +1,7 @@
-"""What ``bilp demo``, ``bilp sweep`` and ``bilp ablate`` share: the distillation settings they run (:class:`Point`),
-the host that runs them (:class:`Host`: the built-in host in-process, or a patched upstream launched by
-:mod:`bilp_plugin.lab.launched`, each from its adapter's ``make_host`` hook), the level-1 score file, and the
-summary of a group of runs. :mod:`bilp_plugin.lab.resumable` runs the points.
+"""What ``bilp demo``, ``bilp sweep`` and ``bilp ablate`` share: the host that runs their points (a
+:class:`~bilp_plugin.hosting.Host` from the ``make_host`` hook of the adapter ``--host`` names: the built-in host
+in-process, or a patched upstream launched by :mod:`bilp_plugin.lab.launched`), the level-1 score file, and the
+summary of a group of runs. :mod:`bilp_plugin.lab.resumable` runs the points (:class:`~bilp_plugin.hosting.Point`).
 
 Each point runs with ``--bilp`` and writes a run record (``config.json``, ``level1.json``, ... by
 :mod:`bilp_plugin.runtime.record`) plus ``result.json`` (accuracy per evaluated network, distillation seconds) into
@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import shlex
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from bilp_plugin.config import ScoringConfig
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.hosting import Host, HostSettings, Point
 from bilp_plugin.lab import host
 from bilp_plugin.lab.datasets import load_dataset
 from bilp_plugin.lab.progress import PointProgress
@@ -31,39 +31,6 @@ from bilp_plugin.method import scorefile
 METHODS = ("DC", "DSA", "DM")
 """What ``--method`` names: DatasetCondensation's three (the built-in host runs DC and DM; IDC and IDM hosts run
 their own method and ignore it)."""
-
-@dataclass(frozen=True)
-class Point:
-    """One distillation run: level-1 criterion and alpha (stratum K for ``stratum``), level-2 beta and the ITE
-    tail(s) it prunes (``side``), seed."""
-
-    name: str
-    criterion: str = "loss"
-    alpha: float = 0.0
-    beta: float = 0.0
-    seed: int = 0
-    stratum: int | None = None
-    side: str = "both"
-
-    def bilp_flags(self, scores: Path) -> list[str]:
-        flags = ["--bilp", "--bilp-criterion", self.criterion, "--bilp-alpha", str(self.alpha),
-                 "--bilp-beta", str(self.beta), "--bilp-seed", str(self.seed)]
-        if self.beta and self.side != "both":
-            flags += ["--bilp-side", self.side]
-        if self.stratum is not None:
-            flags += ["--bilp-stratum", str(self.stratum)]
-        if self.criterion != "random":
-            flags += ["--bilp-scores", str(scores)]
-        return flags
-
-
-class Host(Protocol):
-    name: str
-
-    def run(self, point: Point, run_dir: Path, scores: Path) -> dict[str, Any]:
-        """Distill and evaluate ``point``; its record and ``result.json`` go to ``run_dir``. Returns the result."""
-        ...
-
 
 def method_of(host: Host, options: argparse.Namespace) -> str:
     """The method a host distills with: its own (``IDC``, ``IDM``) where it has one, else ``--method``."""
@@ -80,9 +47,9 @@ def parse_seeds(text: str) -> list[int]:
     return values
 
 
-def upstream_args(options: argparse.Namespace) -> list[str]:
+def upstream_args(options: HostSettings) -> list[str]:
     """``--upstream-args``: the host's own arguments, appended after those the command sets (so they win)."""
-    text = getattr(options, "upstream_args", None) or ""
+    text = options.upstream_args or ""
     try:
         return shlex.split(text)
     except ValueError as err:
@@ -95,7 +62,7 @@ class BuiltinHost:
 
     name = "builtin"
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: HostSettings) -> None:
         if args.method not in host.METHODS:
             raise BiLPError(f"the built-in host runs --method {' or '.join(host.METHODS)}, not {args.method}: "
                             "pass --host dc for the patched DatasetCondensation")
@@ -119,19 +86,17 @@ class BuiltinHost:
 
 
 def make_host(options: argparse.Namespace, workdir: Path) -> Host:
-    """The host ``--host`` names, from its adapter's ``make_host`` hook; ``auto`` tries ``dc`` and falls back to
-    the built-in host, with a line saying why."""
-    manager = get_manager()
-    name = options.host
+    """The host ``--host`` names, from its adapter's ``make_host`` hook (the call reaches that adapter only);
+    ``auto`` tries ``dc`` and falls back to the built-in host, with a line saying why."""
+    settings = HostSettings.from_options(options)
+    name = settings.host
     if name == "auto":
         try:
-            manager.register_adapter("dc")
-            return manager.make_host("dc", options, workdir)
+            return get_manager().run_hooks("dc").make_host(settings, workdir)
         except BiLPError as err:
             say(f"using the built-in host: {err}")
             name = "builtin"
-    manager.register_adapter(name)
-    return manager.make_host(name, options, workdir)
+    return get_manager().run_hooks(name).make_host(settings, workdir)
 
 
 def score_file(args: argparse.Namespace, out: Path) -> Path:

@@ -8,13 +8,12 @@ the mechanics every such host shares, once.
   streamed to ``<run>/upstream/log.txt`` and read line by line for its progress (:class:`Signal`: the line that
   tells the upstream's iteration or evaluated network), reported by :class:`~bilp_plugin.lab.progress.PointProgress`.
 * :func:`saved_accuracies`, :func:`result`: the accuracies an upstream saved, and ``result.json``.
-* :class:`LaunchedHost`: the template an adapter's ``host.py`` fills in: its launches and how it evaluated.
+* :class:`LaunchedHost`: the template an adapter's ``host.py`` fills in: its launches and how it evaluated;
+  :func:`refuse_unavailable`: the refusal an adapter's ``make_host`` raises when its host cannot run here.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 import os
 import pickle
@@ -34,7 +33,8 @@ import torch
 
 from bilp_plugin import files
 from bilp_plugin.errors import BiLPError
-from bilp_plugin.lab.hosts import Point, upstream_args
+from bilp_plugin.hosting import HostSettings, Point
+from bilp_plugin.lab.hosts import upstream_args
 from bilp_plugin.lab.progress import PointProgress
 from bilp_plugin.runtime.record import write_result
 from bilp_plugin.tools import apply
@@ -193,7 +193,7 @@ def saved_accuracies(folder: Path) -> tuple[list[float], str]:
     return values, model
 
 
-def result(run_dir: Path, host: str, method: str, options: argparse.Namespace, point: Point, n_real: int,
+def result(run_dir: Path, host: str, method: str, options: HostSettings, point: Point, n_real: int,
            accuracy: list[float], seconds: float, evaluation: dict[str, Any], evaluation_in_loop_s: float = 0.0
            ) -> dict[str, Any]:
     """``result.json`` of a launched point. ``distill_s`` is the record's matching-loop time (first to last real
@@ -223,7 +223,7 @@ class LaunchedHost:
     """Whether the upstream evaluates between two real draws (then its evaluation time, from the first to the last
     ``evaluate`` signal, is taken off the matching loop: ``distill_s``)."""
 
-    def __init__(self, options: argparse.Namespace, workdir: Path, adapter: Path, python: str = sys.executable
+    def __init__(self, options: HostSettings, workdir: Path, adapter: Path, python: str = sys.executable
                  ) -> None:
         from bilp_plugin.lab.datasets import load_dataset
 
@@ -269,11 +269,7 @@ class LaunchedHost:
         return outcome
 
 
-def host_of(name: str, module: str, cls: str, options: argparse.Namespace, workdir: Path) -> LaunchedHost:
-    """``--host name``: the host class ``cls`` of an adapter's ``module`` (its ``host.py``, imported only now), or
-    a refusal saying why it cannot run here (the module's ``unavailable(dataset)``)."""
-    host = importlib.import_module(module)
-    reason = host.unavailable(options.dataset)
+def refuse_unavailable(name: str, reason: str | None) -> None:
+    """Refuse ``--host name`` when its host module's ``unavailable(dataset)`` gave a reason (``None``: it can run)."""
     if reason is not None:
         raise BiLPError(f"--host {name} cannot run: {reason}")
-    return getattr(host, cls)(options, workdir)

@@ -22,7 +22,7 @@ from bilp_plugin.lab.curve import Curve
 from bilp_plugin.method import level1
 
 if TYPE_CHECKING:
-    from bilp_plugin.runtime.record import Run
+    from bilp_plugin.lab.records import Run
 
 MAX_CLASSES = 10
 LOSS_AXIS = "empirical loss (cross-entropy, nats)"

@@ -26,7 +26,7 @@ from pathlib import Path
 from bilp_plugin import files
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.lab import plots
-from bilp_plugin.runtime.record import Run, find_runs
+from bilp_plugin.lab.records import Run, find_runs
 
 REPORT = "report.md"
 TITLE = "# BiLP report: "

@@ -33,7 +33,7 @@ from bilp_plugin.errors import BiLPError
 from bilp_plugin.method.matchstep import MatchStep
 
 if TYPE_CHECKING:
-    from bilp_plugin.manager import PluginManager
+    from bilp_plugin.manager import RunHooks
 
 GLOBAL = -1
 """The statistics key of the global (all classes) running statistics."""
@@ -194,10 +194,10 @@ class LazySelector:
     """Level 2 for one experiment: every ``config.interval``-th draw of a class computes the ITE norms
     (``meta_grad``) and the keep mask (``filter_batch``); the draws in between reuse that class's kept batch."""
 
-    def __init__(self, config: BiLPConfig, manager: PluginManager,
+    def __init__(self, config: BiLPConfig, hooks: RunHooks,
                  on_select: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.config = config
-        self.manager = manager
+        self.hooks = hooks
         self.on_select = on_select
         self.state = SelectionState(config.eta, per_class=config.stats == "class")
         self.draws: dict[int, int] = {}
@@ -212,8 +212,8 @@ class LazySelector:
         device = step.real.device
         _sync(device)
         start = time.perf_counter()
-        norms = self.manager.meta_grad(step, self.config.ite)
-        selection = self.manager.filter_batch(norms, step.cls, self.state, self.config)
+        norms = self.hooks.meta_grad(step, self.config.ite)
+        selection = self.hooks.filter_batch(norms, step.cls, self.state, self.config)
         _sync(device)
         elapsed = time.perf_counter() - start
         keep = _checked_mask(selection.keep, len(step.real)).to(device)

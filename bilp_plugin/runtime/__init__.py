@@ -85,7 +85,7 @@ def prune_real(args: Any, real: Any, labels: Any, *, upstream: str, dataset: str
     first = current.record is None
     try:
         kept = current.start_experiment(labels, images, dataset, real)
-        return real if kept is None else current.manager.restrict_real(upstream, real, kept)
+        return real if kept is None else current.hooks.restrict_real(real, kept)
     except BiLPError:
         if first:  # refused before its first matching step: the run leaves no record
             current.discard()

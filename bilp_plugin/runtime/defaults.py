@@ -16,12 +16,12 @@ from bilp_plugin.runtime.kept import KeptDataset
 
 
 @hookimpl(trylast=True)
-def restrict_real(upstream: str, real: Any, kept: np.ndarray) -> Any | None:
+def restrict_real(real: Any, kept: np.ndarray) -> Any | None:
     """Per-class index lists (DC, IDM ``indices_class``: each keeps its kept members, in order), tensors in dataset
     order (MTT ``images_all``, ``labels_all``: their kept rows), tuples of those (each part restricted), and
     map-style datasets with ``targets`` (IDC's ``trainset``, IDM's ``ImageFolder``: a :class:`KeptDataset`)."""
     if isinstance(real, tuple):
-        parts = [restrict_real(upstream, part, kept) for part in real]
+        parts = [restrict_real(part, kept) for part in real]
         return None if any(p is None for p in parts) else tuple(parts)
     if isinstance(real, torch.Tensor):
         return real[torch.as_tensor(kept, device=real.device)]
@@ -33,7 +33,7 @@ def restrict_real(upstream: str, real: Any, kept: np.ndarray) -> Any | None:
 
 
 @hookimpl(trylast=True)
-def real_files(upstream: str, real: Any) -> list[str] | None:
+def real_files(real: Any) -> list[str] | None:
     """torchvision's ``DatasetFolder`` and its subclasses (IDC's and IDM's ``ImageFolder``): ``samples`` relative to
     ``root``, with ``/`` separators."""
     samples, root = getattr(real, "samples", None), getattr(real, "root", None)
@@ -43,7 +43,7 @@ def real_files(upstream: str, real: Any) -> list[str] | None:
 
 
 @hookimpl(trylast=True)
-def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: level1.Subset) -> None:
+def check_level1(config: BiLPConfig, subset: level1.Subset) -> None:
     """Level 2's ITE needs at least 2 real rows per class in the batch, so in the subset level 1 keeps."""
     if config.level2:
         level1.require_rows(subset.kept_per_class, 2, "level 2's ITE needs at least 2 real rows per batch (or "

@@ -1,5 +1,6 @@
 """The ``--bilp`` flags a patched upstream adds to its own parser (``runtime.add_arguments``), and the
-:class:`~bilp_plugin.config.BiLPConfig` they fill.
+:class:`~bilp_plugin.config.BiLPConfig` they fill, both from the one table of flags
+(:data:`bilp_plugin.config.FLAGS`).
 
 Every value is checked when the upstream parses its command line, before it loads data or creates a folder: each
 flag by its argparse type, ``--bilp`` itself by the adapter's ``check_script`` hook (does this script run BiLP at
@@ -17,17 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bilp_plugin.config import (CRITERIA, ITE_METHODS, RULES, SIDES, STATS, BiLPConfig, argtype, check_eta,
-                                check_stratum, count_type, ratio_type, seed_type)
+from bilp_plugin.config import FLAGS, BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.logs import say
 from bilp_plugin.manager import get_manager
 from bilp_plugin.method import scorefile
 from bilp_plugin.runtime.record import check_out
-
-FLAG_FIELDS: tuple[str, ...] = ("alpha", "criterion", "stratum", "scores", "score_epochs", "beta", "side", "rule",
-                               "eta", "interval", "stats", "ite", "min_keep", "seed", "out")
-
 
 class EnableBiLP(argparse.Action):
     """``--bilp`` (a ``store_true`` flag) that first asks the ``check_script`` hook whether the running script of
@@ -39,10 +35,8 @@ class EnableBiLP(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        manager = get_manager()
         try:
-            manager.register_adapter(self.upstream)
-            manager.check_script(self.upstream, Path(sys.argv[0]).name)
+            get_manager().run_hooks(self.upstream).check_script(Path(sys.argv[0]).name)
         except BiLPError as err:
             parser.exit(2, f"bilp: error: {err}\n")
         setattr(namespace, self.dest, True)
@@ -55,50 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None, 
     MTT's) the level-2 flags still parse, so the adapter's refusal can name them, but ``--help`` hides them and
     says why; with ``upstream`` too (DATM's), that refusal (the adapter's ``check_run``) comes as the flags are
     parsed."""
-    d = BiLPConfig()
+    defaults = BiLPConfig()
     title = "BiLP (bi-level data pruning)" if level2 else "BiLP (bi-level data pruning): level 1 only in this script"
     g = parser.add_argument_group(title, None if level2 else (
         "this script's loss sees no real batch, so level 2 (ITE pruning of real batches: --bilp-beta and its "
         "flags) is refused here; level 1 prunes the real set before it is used"))
     enable: Any = "store_true" if upstream is None else functools.partial(EnableBiLP, upstream=upstream)
     g.add_argument("--bilp", action=enable, help="enable BiLP; without it nothing changes")
-    g.add_argument("--bilp-alpha", type=ratio_type("--bilp-alpha"), default=d.alpha,
-                   help="level 1: share of each class pruned before distillation, largest loss first [0, 1)")
-    g.add_argument("--bilp-criterion", choices=CRITERIA, default=d.criterion,
-                   help="level 1: loss (keep lowest loss per class), random (same counts), stratum (one decile)")
-    g.add_argument("--bilp-stratum", type=argtype(int, check_stratum), default=None,
-                   help="with --bilp-criterion stratum: keep decile K of the loss order (S1 = largest loss)")
-    g.add_argument("--bilp-scores", type=str, default=None,
-                   help="score file (.npz from `bilp score`, or the authors' JSON list); default: score on the fly")
-    g.add_argument("--bilp-score-epochs", type=count_type("--bilp-score-epochs"), default=d.score_epochs,
-                   help="epochs of empirical-loss training when scoring on the fly")
-
-    def level2_help(text: str) -> str:
-        return text if level2 else argparse.SUPPRESS
-
-    g.add_argument("--bilp-beta", type=ratio_type("--bilp-beta"), default=d.beta,
-                   help=level2_help("level 2: share of each real batch pruned by ITE during distillation [0, 1); "
-                                    "0 = off"))
-    g.add_argument("--bilp-side", choices=SIDES, default=d.side,
-                   help=level2_help("level 2: prune both tails of the ITE distribution, or only small / only large"))
-    g.add_argument("--bilp-rule", choices=RULES, default=d.rule,
-                   help=level2_help("level 2: relative (default: log ITE norm relative to its batch's median, running "
-                                    "tracked quantiles; keeps 1 - beta) or paper (Eq. 8 on the norms, normal "
-                                    "quantiles)"))
-    g.add_argument("--bilp-eta", type=argtype(float, lambda v: check_eta("--bilp-eta", v)), default=d.eta,
-                   help=level2_help("level 2: momentum of the running ITE statistics (0, 1]"))
-    g.add_argument("--bilp-interval", type=count_type("--bilp-interval"), default=d.interval,
-                   help=level2_help("level 2: re-select every k draws of a class, reuse the kept batch in between"))
-    g.add_argument("--bilp-stats", choices=STATS, default=d.stats,
-                   help=level2_help("level 2: one running ITE statistic for all classes, or one per class"))
-    g.add_argument("--bilp-ite", choices=ITE_METHODS, default=d.ite,
-                   help=level2_help("level 2: exact (factored) ITE, or the paper's Taylor approximation (mean or sum "
-                                    "form)"))
-    g.add_argument("--bilp-min-keep", type=count_type("--bilp-min-keep"), default=d.min_keep,
-                   help=level2_help("level 2: never keep fewer rows"))
-    g.add_argument("--bilp-seed", type=seed_type("--bilp-seed"), default=d.seed,
-                   help="seed of BiLP's own generators")
-    g.add_argument("--bilp-out", type=str, default=None, help="run-record folder (default: bilp_runs/<time>)")
+    for flag in FLAGS:
+        g.add_argument(flag.option, dest=flag.dest, type=flag.argtype(), choices=flag.choices,
+                       default=getattr(defaults, flag.field),
+                       help=argparse.SUPPRESS if flag.level2 and not level2 else flag.help)
     parse_known_args = parser.parse_known_args
     checked: list[list[str]] = []
 
@@ -133,9 +94,7 @@ def check_parsed(parser: argparse.ArgumentParser, args: Any, argv: Sequence[str]
     try:
         config = from_args(args)
         if no_level2 is not None and config.level2:
-            manager = get_manager()
-            manager.register_adapter(no_level2)
-            manager.check_run(no_level2, args, config)
+            get_manager().run_hooks(no_level2).check_run(args, config)
         if config.scores is not None:
             scorefile.load(config.scores)
         check_out(config.out)
@@ -145,4 +104,4 @@ def check_parsed(parser: argparse.ArgumentParser, args: Any, argv: Sequence[str]
 
 def from_args(args: argparse.Namespace | Any) -> BiLPConfig:
     """The :class:`BiLPConfig` of a parsed upstream namespace (``args.bilp_*``)."""
-    return BiLPConfig(**{name: getattr(args, f"bilp_{name}") for name in FLAG_FIELDS})
+    return BiLPConfig(**{flag.field: getattr(args, flag.dest) for flag in FLAGS})

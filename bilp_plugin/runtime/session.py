@@ -1,5 +1,6 @@
-"""One ``--bilp`` process of a patched upstream: its config, adapter, run record, level-1 subset and level-2
-selector. The facade (:mod:`bilp_plugin.runtime`) creates it at the first BiLP call."""
+"""One ``--bilp`` process of a patched upstream: its config, adapter (resolved once: every hook of the run goes
+through its :class:`~bilp_plugin.manager.RunHooks`), run record, level-1 subset and level-2 selector. The facade
+(:mod:`bilp_plugin.runtime`) creates it at the first BiLP call."""
 
 from __future__ import annotations
 
@@ -29,9 +30,8 @@ class Session:
         self.args = args
         self.upstream = upstream
         self.config: BiLPConfig = from_args(args)
-        self.manager = manager or get_manager()
-        self.manager.register_adapter(upstream)
-        self.manager.check_run(upstream, args, self.config)
+        self.hooks = (manager or get_manager()).run_hooks(upstream)  # the run's adapter, resolved once
+        self.hooks.check_run(args, self.config)
         check_out(self.config.out)
         self.record: RunRecord | None = None
         self.kept: np.ndarray | None = None
@@ -47,15 +47,15 @@ class Session:
             subset = level1.Subset(label_array)
             if self.config.level1:
                 subset = self._level1(label_array, images, dataset, real)
-                self.manager.check_level1(self.upstream, self.args, self.config, subset)
+                self.hooks.check_level1(self.args, self.config, subset)
             self.record = RunRecord(self.config.out, self.config, self.upstream, self.args)
             say(f"BiLP run record: {self.record.dir}")
             if self.config.level1:
                 self._record_level1(subset)
-            self.manager.after_level1(self.upstream, self.args, self.config, subset)
+            self.hooks.after_level1(self.args, self.config, subset)
             self.kept = subset.kept
         self.record.new_experiment()
-        self.selector = LazySelector(self.config, self.manager, self.record.selection)
+        self.selector = LazySelector(self.config, self.hooks, self.record.selection)
         return self.kept
 
     def discard(self) -> None:
@@ -94,16 +94,16 @@ class Session:
     def _scores(self, labels: np.ndarray, images: torch.Tensor | None, dataset: str | None,
                 real: Any) -> scorefile.ScoreFile:
         if self.config.scores is None and images is None and real is not None:
-            images = self.manager.real_images(self.upstream, real, dataset)  # may load the whole set
+            images = self.hooks.real_images(real, dataset)  # may load the whole set
         if self.config.scores is None and images is None:
             raise BiLPError("level 1 needs --bilp-scores FILE here (this upstream passes no images to score)")
         scoring = ScoringConfig(scores_path=self.config.scores, epochs=self.config.score_epochs,
                                 seed=self.config.seed, device=str(images.device) if images is not None else "cpu")
-        files = self.manager.real_files(self.upstream, real) if real is not None else None
+        files = self.hooks.real_files(real) if real is not None else None
         real_set = RealSet(name=str(dataset), images=images if images is not None else torch.empty(0),
                            labels=torch.as_tensor(labels), num_classes=int(labels.max()) + 1, mean=(), std=(),
                            files=files)
-        score_file = self.manager.score_samples(real_set, scoring)
+        score_file = self.hooks.score_samples(real_set, scoring)
         scorefile.check_matches(score_file, labels, dataset, files)
         if score_file.path is None:
             self._made = score_file  # saved into the record once the run is accepted

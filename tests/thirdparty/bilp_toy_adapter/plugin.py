@@ -3,7 +3,6 @@ and a host for ``bilp demo`` / ``bilp sweep``. Registered by the entry point ``b
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import torch
 from bilp_plugin import hookimpl
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.hosting import HostSettings
 from bilp_plugin.method import ite
 from bilp_plugin.method.level1 import Subset
 from bilp_plugin.method.matchstep import MatchStep
@@ -22,35 +22,31 @@ UPSTREAM = "toy"
 
 
 @hookimpl
-def meta_grad(step: MatchStep, method: str) -> torch.Tensor | None:
-    if step.upstream != UPSTREAM:
-        return None
+def meta_grad(step: MatchStep, method: str) -> torch.Tensor:
     return ite.ite(ite.embedding_matching(step.net, step.real), ite.leaf(step.syn), method)
 
 
 @hookimpl
-def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
-    if upstream == UPSTREAM and config.level2 and args.batch_real < 2:
+def check_run(args: Any, config: BiLPConfig) -> None:
+    if config.level2 and args.batch_real < 2:
         raise BiLPError(f"toy: level 2 needs --batch-real >= 2, got {args.batch_real}")
 
 
 @hookimpl
-def check_level1(upstream: str, args: Any, config: BiLPConfig, subset: Subset) -> None:
-    if upstream == UPSTREAM and min(subset.kept_per_class) < 1:
+def check_level1(subset: Subset) -> None:
+    if min(subset.kept_per_class) < 1:
         raise BiLPError("toy: every class needs a real image for its synthetic initialisation")
 
 
 @hookimpl
-def restrict_real(upstream: str, real: Any, kept: np.ndarray) -> Any | None:
-    if upstream != UPSTREAM:
-        return None
+def restrict_real(real: Any, kept: np.ndarray) -> Any:
     keep = set(kept.tolist())
     return type(real)(real.images, real.labels, {c: [i for i in idx if i in keep] for c, idx in real.indices.items()})
 
 
 @hookimpl
-def real_images(upstream: str, real: Any, dataset: str | None) -> torch.Tensor | None:
-    return real.images if upstream == UPSTREAM else None
+def real_images(real: Any) -> torch.Tensor:
+    return real.images
 
 
 class ToyHost:
@@ -58,7 +54,7 @@ class ToyHost:
 
     name = UPSTREAM
 
-    def __init__(self, options: argparse.Namespace) -> None:
+    def __init__(self, options: HostSettings) -> None:
         self.iterations = options.iterations
 
     def run(self, point: Any, run_dir: Path, scores: Path) -> dict[str, Any]:
@@ -74,5 +70,5 @@ class ToyHost:
 
 
 @hookimpl
-def make_host(name: str, options: argparse.Namespace, workdir: Path) -> ToyHost | None:
-    return ToyHost(options) if name == UPSTREAM else None
+def make_host(options: HostSettings) -> ToyHost:
+    return ToyHost(options)
