@@ -71,8 +71,7 @@ def buffer_child(out: str, launch_args: list[str], tree: Path) -> None:
     """Run buffer_FTD.py through bilp launch with its phases timed; write them to ``out`` at exit."""
     import torch
 
-    from bilp_plugin import runtime
-    from bilp_plugin.tools import launch
+    from bilp_plugin import cli, runtime
 
     sys.path.insert(0, str(tree))
     import utils.utils_gsam as utils  # the upstream's, patched before buffer_FTD.py binds its names
@@ -107,15 +106,14 @@ def buffer_child(out: str, launch_args: list[str], tree: Path) -> None:
         Path(out).write_text(json.dumps(phases))
 
     atexit.register(report)
-    launch.main(launch_args)
+    cli.main(["launch", *launch_args])
 
 
 def distill_child(out: str, launch_args: list[str]) -> None:
     """Run DATM.py through bilp launch; write the real set it holds after level 1 and its memory to ``out``."""
     import torch
 
-    from bilp_plugin import runtime
-    from bilp_plugin.tools import launch
+    from bilp_plugin import cli, runtime
 
     seen: dict[str, int] = {}
     prune_real, randperm = runtime.prune_real, torch.randperm
@@ -134,7 +132,7 @@ def distill_child(out: str, launch_args: list[str]) -> None:
     runtime.prune_real, torch.randperm = held, first_step
     atexit.register(lambda: Path(out).write_text(json.dumps(
         {**seen, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})))
-    launch.main(launch_args)
+    cli.main(["launch", *launch_args])
 
 
 def export_patched_tree(dest: Path) -> Path:

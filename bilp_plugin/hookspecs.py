@@ -117,7 +117,9 @@ def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
     """Refuse a ``--bilp`` run that this upstream cannot do, before any work.
 
     Called by: the runtime at the first BiLP call of a patched upstream (``prune_real``), before the run record
-    is created, data is scored or the upstream trains. Every implementation is called.
+    is created, data is scored or the upstream trains; also as the flags are parsed, when a script that added them
+    with ``upstream`` and ``level2=False`` (DATM's) is given ``--bilp-beta > 0`` (``args`` may then hold no more
+    than the ``bilp_*`` flags: refuse level 2 first). Every implementation is called.
 
     :param upstream: the adapter name the patched script passes (``"dc"``, ``"idc"``, ...).
     :param args: the upstream's parsed arguments (with the ``bilp_*`` flags).
