@@ -70,9 +70,9 @@ def test_real_initialisation_needs_ipc_kept_images_per_class(pix_init: str) -> N
     args = datm_args("distill", ipc=3, pix_init=pix_init)
     config = BiLPConfig(alpha=0.9, criterion="random")
     run_checks(plugin, "datm", args, config, [3] * 10)
-    with pytest.raises(BiLPError, match=rf"--pix_init {pix_init} needs ipc 3 .* keeps only 2"):
+    with pytest.raises(BiLPError, match=rf"pix_init {pix_init} needs ipc 3 .* keeps only 2"):
         run_checks(plugin, "datm", args, config, [3] * 9 + [2])
-    run_checks(plugin, "datm", datm_args("distill", ipc=3, pix_init="noise"), config, [2] * 10)
+    run_checks(plugin, "datm", datm_args("buffer"), config, [2] * 10)
 
 
 def test_distill_without_scores_names_the_file_buffer_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,9 +63,10 @@ def check_run(args: Any, config: BiLPConfig) -> None:
 def check_level1(args: Any, subset: Subset) -> None:
     """Distillation: refuse fewer kept images per class than ``--ipc`` for a real initialisation."""
     if stage(args) == "distill" and args.pix_init in REAL_INIT and min(subset.kept_per_class) < args.ipc:
-        raise BiLPError(f"--pix_init {args.pix_init} needs ipc {args.ipc} real images per class, but level 1 keeps "
+        raise BiLPError(f"pix_init {args.pix_init} needs ipc {args.ipc} real images per class, but level 1 keeps "
                         f"only {min(subset.kept_per_class)} in some class (kept per class: {subset.kept_per_class}): "
-                        "lower --bilp-alpha or ipc, or use pix_init noise")
+                        "lower --bilp-alpha, or ipc in the config file (DATM's pix_init noise defines no soft "
+                        "labels)")
 
 
 @hookimpl
