@@ -204,8 +204,9 @@ def sweep_argv(cell: Cell, out: Path, step: Step, data_root: str | None) -> list
     return [*fixed_argv(cell, out, data_root), *step_argv(step)]
 
 
-def parse_sweep(argv: list[str]) -> argparse.Namespace:
-    return build_parser().parse_args(["sweep", *argv])
+def parse_sweep(argv: list[str]) -> sweep.SweepSettings:
+    """The settings ``bilp sweep ARGV`` runs with."""
+    return sweep.SweepSettings.from_options(build_parser().parse_args(["sweep", *argv]))
 
 
 class Runner:

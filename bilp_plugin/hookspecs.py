@@ -48,8 +48,9 @@ if TYPE_CHECKING:
 def score_samples(dataset: RealSet, config: ScoringConfig) -> ScoreFile | None:
     """Score every real training sample for level 1 (preemptive pruning); lower = more valuable.
 
-    Called by: ``bilp score``, and by the runtime when a patched upstream runs with ``--bilp`` and a level-1
-    criterion that needs scores (``loss``, ``stratum``), once per process, before distillation.
+    Called by: ``bilp score``; ``bilp demo``, ``bilp sweep`` and ``bilp ablate`` for their score file (without
+    ``--scores``); and the runtime when a patched upstream runs with ``--bilp`` and a level-1 criterion that needs
+    scores (``loss``, ``stratum``), once per process, before distillation.
 
     :param dataset: the real training set in the upstream's sample order (images, labels, name).
     :param config: how to score: a score file to import (``config.scores_path``), or the empirical-loss recipe

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bilp_plugin.config import flag_args
+
+
+S = TypeVar("S", bound="HostSettings")
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,9 @@ class HostSettings:
     upstream_args: str | None = None
 
     @classmethod
-    def from_options(cls, options: Any) -> HostSettings:
-        """The settings of a command's parsed options (an object with these attributes; absent ones default)."""
+    def from_options(cls: type[S], options: Any) -> S:
+        """These settings (of this class or a subclass: a command's own) from a command's parsed options, an object
+        with these attributes (absent ones default)."""
         return cls(**{f.name: getattr(options, f.name) for f in fields(cls) if hasattr(options, f.name)})
 
 

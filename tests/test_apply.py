@@ -12,6 +12,8 @@ from bilp_plugin.tools import apply
 from bilp_plugin.cli import apply_main
 
 ROOT = Path(__file__).resolve().parent.parent
+IN_TREE = sorted(p.parent.name for p in (ROOT / "adapters").glob("*/manifest.toml"))
+"""Every in-tree adapter with a patch series."""
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -136,7 +138,7 @@ def test_status_table(project: apply.Manifest, capsys: pytest.CaptureFixture[str
     assert row.split() == ["toy", "third_party/toy", project.commit[:12], "yes", "yes", "yes"]
 
 
-@pytest.mark.parametrize("name", ["dc", "mtt", "idc", "idm", "datm"])
+@pytest.mark.parametrize("name", IN_TREE)
 def test_real_series_round_trip_a_clone_byte_for_byte(name: str, tmp_path: Path) -> None:
     from upstreams import clone
 
@@ -152,7 +154,7 @@ def test_real_series_round_trip_a_clone_byte_for_byte(name: str, tmp_path: Path)
     assert snapshot(checkout) == before
 
 
-@pytest.mark.parametrize("name", ["dc", "mtt", "idc", "idm", "datm"])
+@pytest.mark.parametrize("name", IN_TREE)
 def test_real_series_apply_to_their_pinned_commits(name: str) -> None:
     manifest = apply.Manifest.load(ROOT / "adapters" / name)
     if not (manifest.checkout / ".git").exists():

@@ -144,3 +144,19 @@ def test_nothing_points_outside_the_repository() -> None:
     for module, file in MODULES.items():
         text = file.read_text()
         assert "METHOD.md" not in text and "shared/data" not in text, module
+
+
+def test_the_architecture_page_shows_the_layers() -> None:
+    """docs/architecture.md's diagram: the layers top-down in :data:`LAYERS`' order, each layer's folder, and the
+    core's modules exactly."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = text.split("<!-- layers:", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    rows = [line.split() for line in block.splitlines() if line.strip() and line.strip() != "|"]
+    assert [row[0] for row in rows] == LAYERS[::-1]
+    for row in rows[:-1]:
+        folder = row[1].rstrip("/")
+        assert (ROOT / folder).is_dir(), row
+        assert {layer(m) for m in MODULES if str(MODULES[m].parent).startswith(str(ROOT / folder))} == {row[0]}
+    core_row = rows[-1]
+    named = {f"bilp_plugin.{w}" for w in core_row[2:]} | {"bilp_plugin", "bilp_plugin.__main__", "bilp_plugin.cli"}
+    assert named == CORE

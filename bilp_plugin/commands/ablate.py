@@ -26,4 +26,4 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     check_host_flags(args)
-    return ablate.run(args)
+    return ablate.run(ablate.AblateSettings.from_options(args))

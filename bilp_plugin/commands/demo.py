@@ -37,4 +37,4 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     demo.check_out(Path(args.out), args.force)
     check_host_flags(args)
-    return demo.run(args)
+    return demo.run(demo.DemoSettings.from_options(args))

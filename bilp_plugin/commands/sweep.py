@@ -29,4 +29,4 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     check_host_flags(args)
-    return sweep.run(args)
+    return sweep.run(sweep.SweepSettings.from_options(args))

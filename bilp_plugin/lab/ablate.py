@@ -23,8 +23,8 @@ sweep (:mod:`bilp_plugin.lab.resumable`; settings in ``<out>/ablate.json``, whic
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,16 @@ FIXED = ("method", "dataset", "ipc", "iterations", "batch_real", "width", "eval_
 """The settings every point of one ablation shares (``ablate.json``)."""
 
 
+@dataclass(frozen=True)
+class AblateSettings(hosts.LabSettings):
+    """``bilp ablate``'s settings: the shared ones, level 1's alpha and level 2's beta, the folder, the budget."""
+
+    alpha: float = 0.5
+    beta: float = 0.2
+    out: str = "bilp_ablate"
+    budget: float | None = None
+
+
 def points(alpha: float, beta: float, seeds: list[int]) -> dict[str, list[hosts.Point]]:
     """The runs of each setting."""
     return {
@@ -58,8 +68,8 @@ def points(alpha: float, beta: float, seeds: list[int]) -> dict[str, list[hosts.
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    """The ablation of the module docstring, for ``bilp ablate``'s parsed options."""
+def run(args: AblateSettings) -> int:
+    """The ablation of the module docstring."""
     started = time.perf_counter()
     check_budget(args.budget)
     check_ratio("--alpha", args.alpha)
@@ -71,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     out = files.check_folder(Path(args.out), "--out")
     host = hosts.make_host(args, out)  # a host that cannot run here refuses before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    check_settings(out, "ablate.json", {"host": host.name, **{k: getattr(args, k, None) for k in FIXED}})
+    check_settings(out, "ablate.json", {"host": host.name, **{k: asdict(args)[k] for k in FIXED}})
     scores = hosts.score_file(args, out)
     table = points(args.alpha, args.beta, seeds)
     todo = [p for group in table.values() for p in group]
@@ -83,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     markdown = table_markdown(rows, args, host, seeds)
     files.write_text(out / "ablate.md", markdown)
     files.write_json(out / "ablate-results.json",
-                     {"host": host.name, "settings": {k: getattr(args, k, None) for k in FIXED}, "seeds": seeds,
+                     {"host": host.name, "settings": {k: asdict(args)[k] for k in FIXED}, "seeds": seeds,
                       "rows": rows}, default=str)
     print(markdown)
     return 0
@@ -93,7 +103,7 @@ def _share(value: float | None) -> str:
     return f"{100 * value:.1f}%" if value is not None else "-"
 
 
-def table_markdown(rows: list[dict[str, Any]], args: argparse.Namespace, host: hosts.Host, seeds: list[int]
+def table_markdown(rows: list[dict[str, Any]], args: AblateSettings, host: hosts.Host, seeds: list[int]
                    ) -> str:
     """Table 5 as Markdown: one row per setting."""
     title = (f"Table 5 ablation: {hosts.method_of(host, args)} on {args.dataset}, ipc {args.ipc}, {args.iterations} "

@@ -24,11 +24,10 @@ The points run through :mod:`bilp_plugin.lab.resumable` like a sweep's. Writes `
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +41,28 @@ MARKER = "demo.json"
 SETTINGS = ("baseline", "level1", "level12", "random")
 
 
-def curve_alphas(args: argparse.Namespace) -> list[float]:
+@dataclass(frozen=True)
+class DemoSettings(hosts.LabSettings):
+    """``bilp demo``'s settings: the shared ones, the table's alpha and beta, whether to run the curve (at
+    ``curve_alphas``, comma-separated) and the 10 strata, the folder and whether to replace it."""
+
+    alpha: float = 0.5
+    beta: float = 0.2
+    curve: bool = True
+    curve_alphas: str = "0.3,0.5,0.7,0.9"
+    strata: bool = True
+    out: str = "bilp_demo"
+    force: bool = False
+
+
+def curve_alphas(args: DemoSettings) -> list[float]:
     """The curve's alphas (with the table's ``--alpha``), or none without ``--curve``."""
     if not args.curve:
         return []
     return sorted({*curve.parse_alphas(args.curve_alphas, "--curve-alphas"), args.alpha} - {0.0})
 
 
-def points(args: argparse.Namespace) -> dict[str, list[hosts.Point]]:
+def points(args: DemoSettings) -> dict[str, list[hosts.Point]]:
     """The runs of each setting (and of each curve alpha and stratum) in run order; the level-1 and random rows
     are the curve's points at ``--alpha``."""
     seeds = hosts.parse_seeds(args.seeds)
@@ -72,7 +85,7 @@ def points(args: argparse.Namespace) -> dict[str, list[hosts.Point]]:
     return table
 
 
-def label(setting: str, args: argparse.Namespace) -> str:
+def label(setting: str, args: DemoSettings) -> str:
     return {"baseline": "baseline (full real set)",
             "level1": f"BiLP level 1 (loss, alpha={args.alpha:g})",
             "level12": f"BiLP levels 1+2 (alpha={args.alpha:g}, beta={args.beta:g})",
@@ -98,8 +111,8 @@ def prepare(out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    """The demo of the module docstring, for ``bilp demo``'s parsed options."""
+def run(args: DemoSettings) -> int:
+    """The demo of the module docstring."""
     check_ratio("--alpha", args.alpha)
     check_ratio("--beta", args.beta)
     alphas, seeds = curve_alphas(args), hosts.parse_seeds(args.seeds)
@@ -108,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     check_out(out, args.force)
     new = not out.exists()
     prepare(out, args.force)
-    files.write_json(out / MARKER, {"argv": sys.argv, **vars(args)}, default=str)
+    files.write_json(out / MARKER, {"argv": sys.argv, **asdict(args)}, default=str)
     try:
         host = hosts.make_host(args, out)
     except BiLPError:
@@ -129,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     markdown = table_markdown(rows, args, host, wall, result_curve)
     files.write_text(out / "results.md", markdown)
     files.write_json(out / "results.json",
-                     {"host": host.name, "args": vars(args), "wall_s": wall, "rows": rows,
+                     {"host": host.name, "args": asdict(args), "wall_s": wall, "rows": rows,
                       "max_alpha": result_curve.best if result_curve else None,
                       "points": {s: [asdict(p) for p in g] for s, g in table.items()}, "results": results},
                      default=str)
@@ -138,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def table_markdown(rows: list[dict[str, Any]], args: argparse.Namespace, host: hosts.Host, wall: float,
+def table_markdown(rows: list[dict[str, Any]], args: DemoSettings, host: hosts.Host, wall: float,
                    result_curve: curve.Curve | None) -> str:
     """The comparison table (accuracy: mean +- std over every evaluated network of every seed), then the
     accuracy-against-alpha table with each criterion's max pruning ratio."""

@@ -10,9 +10,9 @@ its own folder; the baseline is ``--bilp`` with alpha = 0 and beta = 0, which ch
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,19 @@ METHODS = ("DC", "DSA", "DM")
 """What ``--method`` names: DatasetCondensation's three (the built-in host runs DC and DM; IDC and IDM hosts run
 their own method and ignore it)."""
 
-def method_of(host: Host, options: argparse.Namespace) -> str:
+@dataclass(frozen=True)
+class LabSettings(HostSettings):
+    """What ``bilp demo``, ``bilp sweep`` and ``bilp ablate`` share beyond the host's settings: the seeds (text,
+    :func:`parse_seeds`), the level-1 score file or how to score, the runs in parallel. Each command's own settings
+    extend it (built by the command from its parsed options: :meth:`HostSettings.from_options`)."""
+
+    seeds: str = "0"
+    scores: str | None = None
+    score_epochs: int = 10
+    jobs: int = 1
+
+
+def method_of(host: Host, options: HostSettings) -> str:
     """The method a host distills with: its own (``IDC``, ``IDM``) where it has one, else ``--method``."""
     return str(getattr(host, "method", options.method))
 
@@ -66,7 +78,7 @@ class BuiltinHost:
         if args.method not in host.METHODS:
             raise BiLPError(f"the built-in host runs --method {' or '.join(host.METHODS)}, not {args.method}: "
                             "pass --host dc for the patched DatasetCondensation")
-        if getattr(args, "model", None):
+        if args.model:
             raise BiLPError(f"--model {args.model} names an upstream's network; the built-in host's ConvNet is "
                             "set by --width: drop --model, or pass --host dc")
         self.base = ["--method", args.method, "--dataset", args.dataset, "--ipc", str(args.ipc),
@@ -85,7 +97,7 @@ class BuiltinHost:
         return host.run(host.parse(self.argv(point, run_dir, scores)), PointProgress(point.name).step)
 
 
-def make_host(options: argparse.Namespace, workdir: Path) -> Host:
+def make_host(options: HostSettings, workdir: Path) -> Host:
     """The host ``--host`` names, from its adapter's ``make_host`` hook (the call reaches that adapter only);
     ``auto`` tries ``dc`` and falls back to the built-in host, with a line saying why."""
     settings = HostSettings.from_options(options)
@@ -99,7 +111,7 @@ def make_host(options: argparse.Namespace, workdir: Path) -> Host:
     return get_manager().run_hooks(name).make_host(settings, workdir)
 
 
-def score_file(args: argparse.Namespace, out: Path) -> Path:
+def score_file(args: LabSettings, out: Path) -> Path:
     """The level-1 score file: ``--scores``, else ``out/scores.npz`` scored through the ``score_samples`` hook
     (empirical loss of a ConvNet of ``--width``, ``--score-epochs`` epochs, seed 0)."""
     if args.scores:

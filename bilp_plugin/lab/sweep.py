@@ -21,8 +21,8 @@ Writes ``sweep.md`` (the tables), ``sweep-results.json`` (``baseline``, ``by_alp
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,19 @@ FIXED = ("method", "dataset", "ipc", "iterations", "batch_real", "width", "model
 """The settings every point of one sweep shares (``sweep.json``)."""
 
 
-def sweep_points(args: argparse.Namespace) -> list[hosts.Point]:
+@dataclass(frozen=True)
+class SweepSettings(hosts.LabSettings):
+    """``bilp sweep``'s settings: the shared ones, the alphas, criteria and strata (comma-separated text), the
+    folder, the time budget."""
+
+    alphas: str = "0.3,0.5,0.7,0.9"
+    criteria: str = "loss,random"
+    strata: str = ""
+    out: str = "bilp_sweep"
+    budget: float | None = None
+
+
+def sweep_points(args: SweepSettings) -> list[hosts.Point]:
     """The points ``bilp sweep``'s parsed options name: baseline per seed, each (alpha, criterion, seed), each
     (stratum, seed)."""
     seeds = hosts.parse_seeds(args.seeds)
@@ -43,13 +55,13 @@ def sweep_points(args: argparse.Namespace) -> list[hosts.Point]:
             + curve.stratum_points(curve.parse_strata(args.strata), seeds))
 
 
-def settings(args: argparse.Namespace, host: str) -> dict[str, Any]:
+def settings(args: SweepSettings, host: str) -> dict[str, Any]:
     """What ``sweep.json`` keeps: the settings every point of the sweep shares."""
-    return {"host": host, **{k: getattr(args, k, None) for k in FIXED}}
+    return {"host": host, **{k: getattr(args, k) for k in FIXED}}
 
 
-def run(args: argparse.Namespace) -> int:
-    """The sweep of the module docstring, for ``bilp sweep``'s parsed options."""
+def run(args: SweepSettings) -> int:
+    """The sweep of the module docstring."""
     started = time.perf_counter()
     check_budget(args.budget)
     alphas, seeds = curve.parse_alphas(args.alphas), hosts.parse_seeds(args.seeds)
