@@ -251,8 +251,8 @@ def test_distill_refuses_experts_of_another_subset(datm: DATM, alpha: float, exp
 
 
 def test_level2_is_refused_as_the_flags_are_parsed(datm: DATM) -> None:
-    """Before any data loads, with DATM's own CIFAR-10 config file; the usage line lists level 1's flags only
-    (buffer_FTD.py adds the flags by the same line: tests/test_adapter_datm.py)."""
+    """Before the config is read or any data loads, with DATM's own CIFAR-10 config file; the usage line lists
+    level 1's flags only (buffer_FTD.py adds the flags with the same call)."""
     config = datm.trees["patched"] / "configs" / "CIFAR-10" / "ConvIN" / "IPC10.yaml"
     out = datm.run("refuse-beta", "patched", "distill/DATM.py", ["--cfg", str(config), "--bilp", "--bilp-beta", "0.1"],
                    fails=True).output
