@@ -59,10 +59,9 @@ def child(out: str, launch_args: list[str]) -> None:
     """Run buffer.py through bilp launch with its phases timed; write them to ``out`` at exit."""
     import torch
 
-    from bilp_plugin import runtime
-    from bilp_plugin.tools import launch
+    from bilp_plugin import cli, runtime
 
-    script = Path(launch.build_parser().parse_args(launch_args).script).resolve()
+    script = Path(cli.build_parser().parse_args(["launch", *launch_args]).script).resolve()
     sys.path.insert(0, str(script.parent))
     import utils  # the upstream's, imported before buffer.py binds its names
 
@@ -97,7 +96,7 @@ def child(out: str, launch_args: list[str]) -> None:
         Path(out).write_text(json.dumps(phases))
 
     atexit.register(report)
-    launch.main(launch_args)
+    cli.main(["launch", *launch_args])
 
 
 def export_patched_tree(dest: Path) -> Path:

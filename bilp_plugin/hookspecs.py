@@ -120,7 +120,9 @@ def check_run(upstream: str, args: Any, config: BiLPConfig) -> None:
     Called by: the runtime as the patched script parses its flags, when its hook patch names the upstream
     (``bilp.add_arguments(parser, upstream=NAME)``: before the script loads data or makes a folder), and again at
     the first BiLP call (``prune_real``), before the run record is created, data is scored or the upstream trains.
-    Every implementation is called; it reads only ``args`` and ``config`` (and files they name).
+    A script that parses its command line twice is checked at each parse with what that parse knows (DATM.py's
+    first parse holds only ``--cfg`` and the ``bilp_*`` flags). Every implementation is called; it reads only
+    ``args`` and ``config`` (and files they name).
 
     :param upstream: the adapter name the patched script passes (``"dc"``, ``"idc"``, ...).
     :param args: the upstream's parsed arguments (with the ``bilp_*`` flags).

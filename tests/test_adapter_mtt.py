@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bilp_adapters import experts as folders
 from bilp_adapters.mtt import plugin
 
 from bilp_plugin.runtime import flags
@@ -32,7 +33,7 @@ def mtt_args(script: str, **over: Any) -> SimpleNamespace:
 def subset(kept: np.ndarray | None, alpha: float = 0.9) -> dict[str, Any]:
     summary = None if kept is None else {"dataset": "CIFAR10", "scores": "s.json", "scores_sha256": "ab" * 32,
                                          "kept_per_class": np.bincount(LABELS[kept]).tolist()}
-    return plugin.describe_subset(LABELS, kept, BiLPConfig(alpha=alpha if kept is not None else 0.0), summary)
+    return folders.describe_subset(LABELS, kept, BiLPConfig(alpha=alpha if kept is not None else 0.0), summary)
 
 
 def experts(folder: Path) -> Path:
@@ -60,50 +61,50 @@ def test_pix_init_real_needs_ipc_kept_images_per_class() -> None:
 def test_distill_without_scores_names_the_file_buffer_used(tmp_path: Path) -> None:
     args = mtt_args("distill", buffer_path=str(tmp_path))
     kept = np.arange(0, 200, 10)
-    plugin.record_subset(plugin.expert_dir(args), subset(kept), kept)
+    folders.record_subset(folders.expert_dir(args), subset(kept), kept)
     with pytest.raises(BiLPError, match=r"needs --bilp-scores FILE: pass the score file buffer.py used \(s.json"):
         run_checks(plugin, "mtt", args, BiLPConfig(alpha=0.9), None)
     run_checks(plugin, "mtt", args, BiLPConfig(alpha=0.9, criterion="random"), None)
 
 
 def test_expert_dir_follows_the_scripts_rule() -> None:
-    assert plugin.expert_dir(mtt_args("buffer")) == Path("buffers/CIFAR10_NO_ZCA/ConvNet")
-    assert plugin.expert_dir(mtt_args("distill", zca=True)) == Path("buffers/CIFAR10/ConvNet")
-    assert plugin.expert_dir(mtt_args("buffer", dataset="ImageNet", subset="imagewoof", res=64)) == Path(
+    assert folders.expert_dir(mtt_args("buffer")) == Path("buffers/CIFAR10_NO_ZCA/ConvNet")
+    assert folders.expert_dir(mtt_args("distill", zca=True)) == Path("buffers/CIFAR10/ConvNet")
+    assert folders.expert_dir(mtt_args("buffer", dataset="ImageNet", subset="imagewoof", res=64)) == Path(
         "buffers/ImageNet/imagewoof/64/ConvNet")
 
 
 def test_buffer_records_the_subset_and_distill_accepts_only_it(tmp_path: Path) -> None:
     folder = tmp_path / "experts"
     kept = np.arange(0, 200, 10)
-    plugin.record_subset(folder, subset(kept), kept)
-    written = json.loads((folder / plugin.SUBSET_FILE).read_text())
+    folders.record_subset(folder, subset(kept), kept)
+    written = json.loads((folder / folders.SUBSET_FILE).read_text())
     assert written["kept"] == 20 and written["scores_sha256"] == "ab" * 32 and not written["full"]
-    assert np.array_equal(np.load(folder / plugin.KEPT_FILE), kept)
-    plugin.record_subset(experts(folder), subset(kept), kept)  # more experts of the same subset: fine
-    plugin.verify_subset(folder, subset(kept))
+    assert np.array_equal(np.load(folder / folders.KEPT_FILE), kept)
+    folders.record_subset(experts(folder), subset(kept), kept)  # more experts of the same subset: fine
+    folders.verify_subset(folder, subset(kept), plugin.SCRIPTS)
     with pytest.raises(BiLPError, match=r"trained on 20 of 200 samples .* this distill.py run keeps the full set"):
-        plugin.verify_subset(folder, subset(None))
+        folders.verify_subset(folder, subset(None), plugin.SCRIPTS)
     other = np.arange(1, 200, 10)
     with pytest.raises(BiLPError, match=r"holds experts trained on 20 of 200 .* would add experts trained on 20 of"):
-        plugin.record_subset(folder, subset(other), other)
+        folders.record_subset(folder, subset(other), other)
 
 
 def test_experts_without_record_are_the_full_set(tmp_path: Path) -> None:
     folder = experts(tmp_path / "experts")
-    plugin.verify_subset(folder, subset(None))
+    folders.verify_subset(folder, subset(None), plugin.SCRIPTS)
     kept = np.arange(0, 200, 10)
     with pytest.raises(BiLPError, match=r"trained on the full set \(no bilp_subset.json: trained without --bilp\)"):
-        plugin.verify_subset(folder, subset(kept))
+        folders.verify_subset(folder, subset(kept), plugin.SCRIPTS)
     with pytest.raises(BiLPError, match=r"already holds experts trained without --bilp"):
-        plugin.record_subset(folder, subset(kept), kept)
-    plugin.record_subset(folder, subset(None), None)
-    assert json.loads((folder / plugin.SUBSET_FILE).read_text())["full"]
+        folders.record_subset(folder, subset(kept), kept)
+    folders.record_subset(folder, subset(None), None)
+    assert json.loads((folder / folders.SUBSET_FILE).read_text())["full"]
 
 
 def test_distill_without_experts_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(BiLPError, match=r"no experts in .*: run buffer.py with the same --bilp flags first"):
-        plugin.verify_subset(tmp_path / "none", subset(None))
+        folders.verify_subset(tmp_path / "none", subset(None), plugin.SCRIPTS)
 
 
 def test_bilp_values_survive_wandb_disabled_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

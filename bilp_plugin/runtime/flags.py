@@ -62,10 +62,15 @@ def add_arguments(parser: argparse.ArgumentParser, upstream: str | None = None, 
                        default=getattr(defaults, flag.field),
                        help=argparse.SUPPRESS if flag.level2 and not level2 else flag.help)
     parse_known_args = parser.parse_known_args
+    parsed_before: list[list[str]] = []
 
     def parse_and_check(args: Sequence[str] | None = None, namespace: Any = None) -> tuple[Any, list[str]]:
         parsed, extras = parse_known_args(args, namespace)
-        check_parsed(parser, parsed, sys.argv[1:] if args is None else list(args), upstream)
+        argv = sys.argv[1:] if args is None else list(args)
+        # a script that parses one command line twice (DATM.py: --cfg first, then the config's arguments) is
+        # checked each time, with what it knows by then, and warned once
+        check_parsed(parser, parsed, argv, upstream, warn=argv not in parsed_before)
+        parsed_before.append(argv)
         return parsed, extras
 
     parser.parse_known_args = parse_and_check  # type: ignore[method-assign]  # parse_args calls it
@@ -77,14 +82,15 @@ def given_flags(argv: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_parsed(parser: argparse.ArgumentParser, args: Any, argv: Sequence[str], upstream: str | None = None
-                 ) -> None:
+def check_parsed(parser: argparse.ArgumentParser, args: Any, argv: Sequence[str], upstream: str | None = None,
+                 warn: bool = True) -> None:
     """The flags together, right after parsing: without ``--bilp``, one warning line when ``--bilp-*`` flags were
     given; with it, the config, the adapter's ``check_run`` (with ``upstream``), the score file and the record
-    folder, refused with argparse's one-line error, then one warning line for flags that do nothing here."""
+    folder, refused with argparse's one-line error, then one warning line for flags that do nothing here
+    (warnings only with ``warn``)."""
     if not getattr(args, "bilp", False):
         ignored = given_flags(argv)
-        if ignored:
+        if ignored and warn:
             say(f"warning: {', '.join(ignored)} given without --bilp: ignored (add --bilp to enable BiLP)")
         return
     try:
@@ -97,7 +103,7 @@ def check_parsed(parser: argparse.ArgumentParser, args: Any, argv: Sequence[str]
     except BiLPError as err:
         parser.error(str(err))
     idle = idle_flags(config, given_flags(argv))
-    if idle:
+    if idle and warn:
         say(f"warning: {'; '.join(idle)}: ignored")
 
 

@@ -139,6 +139,35 @@ def test_adapter_mtt_page(tmp_path: Path) -> None:
     assert (box / "runs" / "mtt-report" / "report.md").is_file() and reverted(box, "mtt")
 
 
+DATM_TINY = ("model: ConvNetW32\nipc: 1\nsyn_steps: 2\nexpert_epochs: 1\ncurrent_max_start_epoch: 1\n"
+             "max_start_epoch: 1\nIteration: 2\neval_it: 100\nskip_first_eva: False\nnum_eval: 1\n"
+             "epoch_eval_train: 1\nbatch_train: 64\npix_init: real\n")
+"""Appended to the page's copy of DATM's IPC10.yaml (a repeated key's last value wins)."""
+
+
+def test_adapter_datm_page(tmp_path: Path) -> None:
+    for package in ("kornia", "wandb", "yacs"):
+        pytest.importorskip(package, reason=f"DATM imports {package}: pip install -e '.[upstreams]'")
+    box = sandbox(tmp_path / "project", ["datm"])
+    data = write_cifar10(tmp_path / "data", per_class=30, test_per_class=10)
+    (tmp_path / "tiny.yaml").write_text(DATM_TINY)
+    launch = "bilp launch --seed 0 --threads 1 --skip-cifar-integrity third_party/DATM/{} --"
+    text = script(DOCS / "adapter-datm.md", {
+        "export BILP_DATA=$HOME/data": f"export BILP_DATA={data}", "pip install -e '.[upstreams]'": "true",
+        **TINY_SCORE, "python third_party/DATM/buffer/buffer_FTD.py --dataset": launch.format("buffer/buffer_FTD.py")
+        + " --dataset", "python third_party/DATM/distill/DATM.py --cfg": launch.format("distill/DATM.py") + " --cfg",
+        "--model ConvNet ": "--model ConvNetW32 ", "--train_epochs 100": "--train_epochs 2",
+        "--num_experts 100": "--num_experts 1 --save_interval 1", "--batch_train 256": "--batch_train 64",
+        "> runs/ipc10.yaml": f"> runs/ipc10.yaml; cat {tmp_path / 'tiny.yaml'} >> runs/ipc10.yaml"})
+    ran = run(text, box, {})
+    assert "level 1 only in this script" in ran.stdout
+    experts = box / "buffers" / "CIFAR10" / "ConvNetW32"
+    assert json.loads((experts / "bilp_subset.json").read_text())["kept"] == 150
+    assert json.loads((box / "runs" / "datm-distill" / "level1.json").read_text())["kept"] == 150
+    assert list((box / "logged_files" / "CIFAR10" / "1" / "ConvNetW32").glob("*/Normal/images_0.pt"))
+    assert (box / "runs" / "datm-report" / "report.md").is_file() and reverted(box, "datm")
+
+
 def test_adapter_idc_page(tmp_path: Path) -> None:
     box = sandbox(tmp_path / "project", ["idc"])
     data = write_cifar10(tmp_path / "data", per_class=30, test_per_class=10)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from bilp_plugin.tools import layouts
-from bilp_adapters.mtt.plugin import KEPT_FILE, SUBSET_FILE
+from bilp_adapters.experts import KEPT_FILE, SUBSET_FILE
 from upstreams import materialise
 
 from bilp_plugin.method import level1
