@@ -106,12 +106,16 @@ def _check_commit(repo: git.Repo, manifest: Manifest) -> None:
 
 def _git_failure(repo: git.Repo, err: git.GitCommandError) -> BiLPError:
     """One line for a git command that failed under bilp-apply."""
-    lock = Path(repo.git_dir) / "index.lock"
     if "index.lock" in str(err.stderr):
-        return BiLPError(f"{lock} exists: another git command runs in {repo.working_dir}, or one was killed; wait "
-                         f"for it, or remove the stale lock with `rm {lock}`, then run bilp-apply again")
+        return _index_locked(repo)
     first = next((line for line in _stderr(err).splitlines() if line.strip()), f"exit status {err.status}")
     return BiLPError(f"git failed in {repo.working_dir} ({first}): run `bilp-apply --status` to see its state")
+
+
+def _index_locked(repo: git.Repo) -> BiLPError:
+    lock = Path(repo.git_dir) / "index.lock"
+    return BiLPError(f"{lock} exists: another git command runs in {repo.working_dir}, or one was killed; wait for "
+                     f"it, or remove the stale lock with `rm {lock}`, then run bilp-apply again")
 
 
 @contextlib.contextmanager
@@ -125,6 +129,8 @@ def _exclusive(repo: git.Repo) -> Iterator[None]:
         except BlockingIOError:
             raise BiLPError(f"another bilp-apply is changing {repo.working_dir}: wait for it to finish, then run "
                             "`bilp-apply --status`") from None
+        if (Path(repo.git_dir) / "index.lock").exists():  # refused before any object is written
+            raise _index_locked(repo)
         try:
             yield
         except git.GitCommandError as err:
