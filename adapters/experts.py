@@ -21,6 +21,7 @@ import numpy as np
 from bilp_plugin import files
 from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
+from bilp_plugin.method.level1 import Subset
 
 SUBSET_FILE = "bilp_subset.json"
 KEPT_FILE = "bilp_kept_indices.npy"
@@ -145,3 +146,14 @@ def check_scores_given(args: Any, config: BiLPConfig, scripts: Scripts) -> None:
     used = f" ({recorded['scores']} for the experts in {expert_dir(args)})" if recorded and recorded["scores"] else ""
     raise BiLPError(f"{scripts.distill} --bilp --bilp-criterion {config.criterion} needs --bilp-scores FILE: pass the "
                     f"score file {scripts.buffer} used{used}")
+
+
+def record_or_verify(args: Any, config: BiLPConfig, subset: Subset, stage: str, scripts: Scripts) -> None:
+    """The adapters' ``after_level1``: the training script (``stage`` ``"buffer"``) records this run's subset in its
+    expert folder; the distillation script refuses experts of another subset."""
+    described = describe_subset(subset.labels, subset.kept, config, subset.summary) | {"dataset": args.dataset}
+    folder = expert_dir(args)
+    if stage == "buffer":
+        record_subset(folder, described, subset.kept)
+    else:
+        verify_subset(folder, described, scripts)

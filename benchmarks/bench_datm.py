@@ -29,21 +29,15 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+import expert_timing
+
 PHASES = ("setup", "level1", "train", "test", "save", "other")
 MIB = 2**20
-
-
-def _clocks() -> tuple[float, float]:
-    """(wall, CPU) seconds: CPU time of this process, all threads (with --threads 1: the work itself, however busy
-    the machine is)."""
-    return time.perf_counter(), time.process_time()
 
 
 def _rss() -> int:
@@ -54,59 +48,12 @@ def _rss() -> int:
     return 0
 
 
-def _timed(fn: Callable[..., Any], add: Callable[[str, float, float], None],
-           phase: Callable[[tuple[Any, ...]], str]) -> Callable[..., Any]:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        wall, cpu = _clocks()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            now_wall, now_cpu = _clocks()
-            add(phase(args), now_wall - wall, now_cpu - cpu)
-
-    return wrapper
-
-
 def buffer_child(out: str, launch_args: list[str], tree: Path) -> None:
     """Run buffer_FTD.py through bilp launch with its phases timed; write them to ``out`` at exit."""
-    import torch
-
-    from bilp_plugin import cli, runtime
-
     sys.path.insert(0, str(tree))
     import utils.utils_gsam as utils  # the upstream's, patched before buffer_FTD.py binds its names
 
-    times = {p: [0.0, 0.0] for p in ("level1", "train", "test", "save")}
-    marks: dict[str, tuple[float, float]] = {}
-    start = _clocks()
-
-    def add(phase: str, wall: float, cpu: float) -> None:
-        times[phase][0] += wall
-        times[phase][1] += cpu
-
-    timed_epoch = _timed(utils.epoch, add, lambda args: "train" if args[0] == "train" else "test")
-
-    def epoch(*args: Any, **kwargs: Any) -> Any:
-        marks.setdefault("first_epoch", _clocks())
-        return timed_epoch(*args, **kwargs)
-
-    utils.epoch = epoch
-    runtime.prune_real = _timed(runtime.prune_real, add, lambda args: "level1")
-    torch.save = _timed(torch.save, add, lambda args: "save")
-
-    def report() -> None:
-        end = _clocks()
-        phases: dict[str, float] = {}
-        for k, suffix in ((0, ""), (1, "_cpu")):
-            total = end[k] - start[k]
-            setup = marks.get("first_epoch", end)[k] - start[k]
-            phases |= {f"wall{suffix}": total, f"setup{suffix}": setup,
-                       **{f"{p}{suffix}": v[k] for p, v in times.items()},
-                       f"other{suffix}": total - setup - sum(times[p][k] for p in ("train", "test", "save"))}
-        Path(out).write_text(json.dumps(phases))
-
-    atexit.register(report)
-    cli.main(["launch", *launch_args])
+    expert_timing.timed_buffer_child(out, launch_args, utils)
 
 
 def distill_child(out: str, launch_args: list[str]) -> None:
@@ -135,20 +82,8 @@ def distill_child(out: str, launch_args: list[str]) -> None:
     cli.main(["launch", *launch_args])
 
 
-def export_patched_tree(dest: Path) -> Path:
-    """The pinned upstream with the whole datm patch series, written under ``dest`` (the submodule is untouched)."""
-    from bilp_plugin.tools import apply
-
-    return apply.export_patched(apply.Manifest.load(ROOT / "adapters" / "datm"), dest)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", default=os.environ.get("BILP_DATA"), help="folder holding cifar-10-batches-py/")
-    p.add_argument("--scores", required=True, help="full-set score file (the authors' CIFAR10_LossConverge.json)")
-    p.add_argument("--alphas", default="0,0.5,0.9", help="comma-separated level-1 pruning rates (0 first)")
-    p.add_argument("--per-class", type=int, default=None, help="training images per class (default: all 5000)")
-    p.add_argument("--test-per-class", type=int, default=None, help="test images per class (default: all)")
+    p = expert_timing.build_parser(__doc__.splitlines()[0])
     p.add_argument("--model", default="ConvNet", help="--model of both scripts")
     p.add_argument("--epochs", type=int, default=100, help="buffer_FTD.py --train_epochs")
     p.add_argument("--batch-train", type=int, default=256, help="buffer_FTD.py --batch_train")
@@ -244,27 +179,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             distill_child(out, rest)
         return
     a = build_parser().parse_args(argv)
-    if not a.data_root:
-        sys.exit("pass --data-root DIR (or export BILP_DATA=DIR) holding cifar-10-batches-py/")
-    alphas = [float(x) for x in a.alphas.split(",")]
-    if alphas[0] != 0:
-        sys.exit(f"--alphas must start with 0 (the reference), got {a.alphas}")
-    with tempfile.TemporaryDirectory(prefix="bench-datm-") as tmp:
-        work = Path(a.workdir) if a.workdir else Path(tmp)
-        tree = export_patched_tree(work / "tree")
-        data, scores = Path(a.data_root).resolve(), Path(a.scores).resolve()
-        if a.per_class or a.test_per_class:
-            from bilp_plugin.tools import layouts
-
-            data = work / "data"
-            layouts.write_cifar10_subset(a.data_root, data, a.per_class, a.test_per_class, scores)
-            scores = data / scores.name
-        print(f"bench_datm: buffer_FTD.py and DATM.py, CIFAR-10 from {a.data_root} ({a.per_class or 'all'} train / "
+    header = (f"bench_datm: buffer_FTD.py and DATM.py, CIFAR-10 from {a.data_root} ({a.per_class or 'all'} train / "
               f"{a.test_per_class or 'all'} test per class), --model {a.model} --train_epochs {a.epochs} "
               f"--batch_train {a.batch_train}{' --zca' if a.zca else ''}, threads {a.threads or 'default'}, "
               f"scores {Path(a.scores).name}; one run per alpha, in order")
-        rows = [run_alpha(tree, data, scores, alpha, a, work) for alpha in alphas]
-        print_table(rows)
+    expert_timing.run("datm", a, header, resolve_data=True, run_alpha=run_alpha, print_table=print_table)
 
 
 if __name__ == "__main__":

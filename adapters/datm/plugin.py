@@ -73,13 +73,7 @@ def check_level1(args: Any, subset: Subset) -> None:
 def after_level1(args: Any, config: BiLPConfig, subset: Subset) -> None:
     """buffer_FTD.py: record this run's subset in its expert folder; distillation: refuse experts of another
     subset."""
-    described = experts.describe_subset(subset.labels, subset.kept, config, subset.summary) | {
-        "dataset": args.dataset}
-    folder = experts.expert_dir(args)
-    if stage(args) == "buffer":
-        experts.record_subset(folder, described, subset.kept)
-    else:
-        experts.verify_subset(folder, described, scripts())
+    experts.record_or_verify(args, config, subset, stage(args), scripts())
 
 
 @hookimpl

@@ -56,13 +56,7 @@ def check_level1(args: Any, subset: Subset) -> None:
 @hookimpl
 def after_level1(args: Any, config: BiLPConfig, subset: Subset) -> None:
     """buffer.py: record this run's subset in its expert folder; distill.py: refuse experts of another subset."""
-    described = experts.describe_subset(subset.labels, subset.kept, config, subset.summary) | {
-        "dataset": args.dataset}
-    folder = experts.expert_dir(args)
-    if stage(args) == "buffer":
-        experts.record_subset(folder, described, subset.kept)
-    else:
-        experts.verify_subset(folder, described, SCRIPTS)
+    experts.record_or_verify(args, config, subset, stage(args), SCRIPTS)
 
 
 @hookimpl
