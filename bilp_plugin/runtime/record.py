@@ -45,7 +45,7 @@ from bilp_plugin.config import BiLPConfig
 from bilp_plugin.errors import BiLPError
 from bilp_plugin.logs import say
 from bilp_plugin.method import scorefile
-from bilp_plugin.runtime import printed
+import bilp_plugin.runtime.printed as printed
 
 
 def _jsonable(value: Any) -> Any:
