@@ -24,6 +24,7 @@ from typing import Any
 
 from reproduction_doc import Noise, resolved, t975, verdict
 
+from bilp_plugin import files
 from bilp_plugin.lab import hosts
 from bilp_plugin.lab.ablate import SETTINGS
 
@@ -406,11 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs/level2.md")
     args = p.parse_args(argv)
     text = document(args)
-    out = Path(args.out)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
-    print(f"wrote {out}")
+    files.write_text(args.out, text)
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bilp_adapters.dc.host import eval_epochs, model
+from bilp_plugin import files
 from bilp_plugin.cli import build_parser
 from bilp_plugin.lab import curve, hosts
 from bilp_plugin.lab.curve import t975
@@ -527,11 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     agreement = json.loads(Path(args.agreement).read_text()) if args.agreement else None
     text = document([Path(r) for r in args.roots], agreement, GPU_COMMAND)
-    out = Path(args.out)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
-    print(f"wrote {out}")
+    files.write_text(args.out, text)
+    print(f"wrote {args.out}")
     return 0
 
 
